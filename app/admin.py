@@ -1,0 +1,184 @@
+"""The admin API (`/api/v1/admin/...`): tenants and their API keys, guarded by FAAS_ADMIN_KEY."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from app.routing import Schema, api_route, json_response, read_body, read_query
+from app.tenancy import ApiKey, Tenant, TenantStore
+
+
+class TenantCreate(Schema):
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S(.*\S)?$",
+        description="Unique display name (no leading/trailing spaces)",
+    )
+
+
+class TenantPublic(Schema):
+    tenant_id: str
+    name: str
+    created_at: datetime
+
+
+class TenantCreated(TenantPublic):
+    api_key: str = Field(description="The tenant's first API key. Shown once; only its hash is stored.")
+    key_id: str
+
+
+class TenantList(Schema):
+    data: list[TenantPublic]
+    next_cursor: str | None
+
+
+class PageQuery(Schema):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = None
+
+
+class KeyCreate(Schema):
+    name: str = Field(default="", max_length=200)
+
+
+class KeyPublic(Schema):
+    key_id: str
+    tenant_id: str
+    name: str
+    prefix: str = Field(description="The first characters of the key, to recognise it")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+
+
+class KeyList(Schema):
+    data: list[KeyPublic]
+
+
+def _tenant(t: Tenant) -> TenantPublic:
+    return TenantPublic(tenant_id=t.id, name=t.name, created_at=t.created_at)
+
+
+def _key(k: ApiKey) -> KeyPublic:
+    return KeyPublic(
+        key_id=k.id,
+        tenant_id=k.tenant_id,
+        name=k.name,
+        prefix=k.prefix,
+        created_at=k.created_at,
+        revoked_at=k.revoked_at,
+    )
+
+
+def _store(request: Request) -> TenantStore:
+    store: TenantStore = request.state.tenants
+    return store
+
+
+async def create_tenant(request: Request) -> Response:
+    body = await read_body(request, TenantCreate)
+    tenant, key, secret = await _store(request).insert_tenant(name=body.name)
+    out = TenantCreated(**_tenant(tenant).model_dump(), api_key=secret, key_id=key.id)
+    return json_response(out, status=201)
+
+
+async def list_tenants(request: Request) -> Response:
+    q = read_query(request, PageQuery)
+    page = await _store(request).list_tenants(limit=q.limit, cursor=q.cursor)
+    return json_response(TenantList(data=[_tenant(t) for t in page.items], next_cursor=page.next_cursor))
+
+
+async def get_tenant(request: Request) -> Response:
+    tenant = await _store(request).get_tenant(tenant_id=request.path_params["tenant_id"])
+    return json_response(_tenant(tenant))
+
+
+async def create_key(request: Request) -> Response:
+    body = await read_body(request, KeyCreate)
+    key, secret = await _store(request).insert_key(tenant_id=request.path_params["tenant_id"], name=body.name)
+    return json_response(KeyCreated(**_key(key).model_dump(), api_key=secret), status=201)
+
+
+async def list_keys(request: Request) -> Response:
+    keys = await _store(request).list_keys(tenant_id=request.path_params["tenant_id"])
+    return json_response(KeyList(data=[_key(k) for k in keys]))
+
+
+async def revoke_key(request: Request) -> Response:
+    key = await _store(request).revoke_key(
+        tenant_id=request.path_params["tenant_id"], key_id=request.path_params["key_id"]
+    )
+    return json_response(_key(key))
+
+
+def routes() -> list[BaseRoute]:
+    common = {"auth": "admin", "tags": ("admin",)}
+    return [
+        api_route(
+            "POST",
+            "/api/v1/admin/tenants",
+            create_tenant,
+            "Create a tenant and its first API key",
+            body=TenantCreate,
+            response=TenantCreated,
+            status=201,
+            errors=(409,),
+            **common,
+        ),
+        api_route(
+            "GET",
+            "/api/v1/admin/tenants",
+            list_tenants,
+            "List tenants",
+            query=PageQuery,
+            response=TenantList,
+            **common,
+        ),
+        api_route(
+            "GET",
+            "/api/v1/admin/tenants/{tenant_id}",
+            get_tenant,
+            "Get a tenant",
+            response=TenantPublic,
+            errors=(404,),
+            **common,
+        ),
+        api_route(
+            "POST",
+            "/api/v1/admin/tenants/{tenant_id}/keys",
+            create_key,
+            "Issue another API key",
+            body=KeyCreate,
+            response=KeyCreated,
+            status=201,
+            errors=(404,),
+            **common,
+        ),
+        api_route(
+            "GET",
+            "/api/v1/admin/tenants/{tenant_id}/keys",
+            list_keys,
+            "List a tenant's API keys",
+            response=KeyList,
+            errors=(404,),
+            **common,
+        ),
+        api_route(
+            "DELETE",
+            "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+            revoke_key,
+            "Revoke an API key (it answers 403 from then on)",
+            response=KeyPublic,
+            errors=(404,),
+            **common,
+        ),
+    ]

@@ -1,0 +1,86 @@
+"""Who is calling: a tenant (by API key), the operator (by the admin key), or nobody.
+
+`authenticate` is called by every `ApiRoute` before its endpoint, with the route's declared auth level.
+The tenant always comes from the key (or, for service-to-service calls, from a verified signature);
+a tenant header sent by an outside client is never read.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from app import context
+from app.errors import Forbidden, Unauthenticated
+from app.routing import Auth
+from app.settings import Settings
+from app.tenancy import TenantStore
+
+TENANT_SCOPE_KEY = "faas.tenant_id"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str | None
+    key_id: str | None = None
+    admin: bool = False
+    internal: bool = False
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be `Bearer <api key>`")
+    return token.strip()
+
+
+async def authenticate(request: Request, level: Auth) -> Principal | None:
+    if level == "none":
+        return None
+    settings: Settings = request.state.settings
+    if level == "admin":
+        return _admin(request, settings)
+    verifier = getattr(request.state, "internal_verifier", None)
+    if verifier is not None and verifier.is_signed(request):
+        tenant_id = await verifier.verify(request)
+        return _bind(request, Principal(tenant_id=tenant_id, internal=True))
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("an API key is required: send `Authorization: Bearer <api key>`")
+    store: TenantStore = request.state.tenants
+    found = await store.lookup_key(token)
+    if found is None:
+        raise Unauthenticated("the API key is not valid")
+    if found.revoked:
+        raise Forbidden("the API key has been revoked: ask your administrator for a new one")
+    return _bind(request, Principal(tenant_id=found.tenant_id, key_id=found.key_id))
+
+
+def _admin(request: Request, settings: Settings) -> Principal:
+    if settings.admin_key is None:
+        raise Forbidden("the admin API is disabled: set FAAS_ADMIN_KEY to enable it")
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("the admin API needs `Authorization: Bearer <FAAS_ADMIN_KEY>`")
+    if not hmac.compare_digest(token.encode(), settings.admin_key.get().encode()):
+        raise Unauthenticated("the admin key is not valid")
+    return Principal(tenant_id=None, admin=True)
+
+
+def _bind(request: Request, principal: Principal) -> Principal:
+    request.scope[TENANT_SCOPE_KEY] = principal.tenant_id
+    context.bind(tenant_id=principal.tenant_id)
+    return principal
+
+
+def tenant_id(request: Request) -> str:
+    """The authenticated tenant of this request (only on routes declared with auth='tenant')."""
+    value = request.scope.get(TENANT_SCOPE_KEY)
+    if not value:
+        raise Unauthenticated("this route needs a tenant API key")
+    return str(value)

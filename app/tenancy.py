@@ -1,0 +1,156 @@
+"""Tenants and API keys: creation, listing, revocation, and resolving a presented key to its tenant.
+
+Keys are 256-bit random tokens shown once; only their SHA-256 is stored (a slow hash buys nothing against
+a random 256-bit secret and would cost every request). Lookups use the hash; the short prefix is for humans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.db import Database
+from app.errors import Conflict, NotFound
+from app.pagination import Page, decode_cursor, encode_cursor
+
+KEY_PREFIX = "faas_"
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """What a presented key resolves to."""
+
+    tenant_id: str
+    key_id: str
+    revoked: bool
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class TenantStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert_tenant(self, *, name: str) -> tuple[Tenant, ApiKey, str]:
+        """Create a tenant and its first key; returns the key in clear, the only time it exists."""
+        tenant_id = new_id("ten")
+        async with self.db.transaction():
+            try:
+                row = await self.db.fetch_one(
+                    "INSERT INTO tenants (id, name) VALUES (:id, :name) RETURNING id, name, created_at",
+                    {"id": tenant_id, "name": name},
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"a tenant named {name!r} already exists") from None
+            key, secret = await self.insert_key(tenant_id=tenant_id, name="default")
+        return _tenant(row), key, secret
+
+    async def get_tenant(self, *, tenant_id: str) -> Tenant:
+        row = await self.db.fetch_one("SELECT id, name, created_at FROM tenants WHERE id = :id", {"id": tenant_id})
+        if row is None:
+            raise NotFound(f"tenant {tenant_id!r} does not exist")
+        return _tenant(row)
+
+    async def list_tenants(self, *, limit: int, cursor: str | None) -> Page[Tenant]:
+        after = decode_cursor(cursor)
+        rows = await self.db.fetch_all(
+            "SELECT id, name, created_at FROM tenants WHERE (CAST(:after AS text) IS NULL OR id > :after) "
+            "ORDER BY id LIMIT :limit",
+            {"after": after, "limit": limit + 1},
+        )
+        items = [_tenant(r) for r in rows[:limit]]
+        return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+    async def insert_key(self, *, tenant_id: str, name: str) -> tuple[ApiKey, str]:
+        secret = new_key()
+        try:
+            row = await self.db.fetch_one(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash) "
+                "VALUES (:id, :tenant_id, :name, :prefix, :hash) "
+                "RETURNING id, tenant_id, name, prefix, created_at, revoked_at",
+                {
+                    "id": new_id("key"),
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "prefix": secret[: len(KEY_PREFIX) + 6],
+                    "hash": hash_key(secret),
+                },
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound(f"tenant {tenant_id!r} does not exist") from None
+        return _key(row), secret
+
+    async def list_keys(self, *, tenant_id: str) -> list[ApiKey]:
+        await self.get_tenant(tenant_id=tenant_id)
+        rows = await self.db.fetch_all(
+            "SELECT id, tenant_id, name, prefix, created_at, revoked_at FROM api_keys "
+            "WHERE tenant_id = :t ORDER BY created_at, id",
+            {"t": tenant_id},
+        )
+        return [_key(r) for r in rows]
+
+    async def revoke_key(self, *, tenant_id: str, key_id: str) -> ApiKey:
+        row = await self.db.fetch_one(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = :id AND tenant_id = :t "
+            "RETURNING id, tenant_id, name, prefix, created_at, revoked_at",
+            {"id": key_id, "t": tenant_id},
+        )
+        if row is None:
+            raise NotFound(f"key {key_id!r} does not exist for tenant {tenant_id!r}")
+        return _key(row)
+
+    async def lookup_key(self, key: str) -> KeyLookup | None:
+        row = await self.db.fetch_one(
+            "SELECT id, tenant_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = :h",
+            {"h": hash_key(key)},
+        )
+        if row is None:
+            return None
+        return KeyLookup(tenant_id=row["tenant_id"], key_id=row["id"], revoked=row["revoked"])

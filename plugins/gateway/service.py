@@ -1,0 +1,24 @@
+"""The gateway service interface and its direct (in-process) implementation."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.plugin_kit import LocalDescription, PluginInfo
+from app.plugins import PluginContext
+
+
+class GatewayService(Protocol):
+    """What the gateway plugin offers to endpoints and to other plugins, in either mode."""
+
+    async def describe(self) -> PluginInfo:
+        """Name, version, mode and capabilities of the deployment that serves gateway."""
+        ...
+
+
+class DirectGatewayService:
+    def __init__(self, ctx: PluginContext) -> None:
+        self._description = LocalDescription("gateway", (), ())
+
+    async def describe(self) -> PluginInfo:
+        return await self._description.describe()

@@ -1,0 +1,16 @@
+"""The rag plugin: collections, chunks, hybrid retrieval and grounded answers."""
+
+from __future__ import annotations
+
+from app.plugin_kit import direct_factory
+from app.plugins import Plugin
+from plugins.rag.api import routes
+from plugins.rag.service import DirectRagService
+
+plugin = Plugin(
+    name="rag",
+    requires=("gateway",),
+    direct=direct_factory(DirectRagService),
+    routes=routes,
+    description="Collections, chunks, hybrid retrieval and grounded answers",
+)

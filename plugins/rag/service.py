@@ -1,0 +1,24 @@
+"""The rag service interface and its direct (in-process) implementation."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.plugin_kit import LocalDescription, PluginInfo
+from app.plugins import PluginContext
+
+
+class RagService(Protocol):
+    """What the rag plugin offers to endpoints and to other plugins, in either mode."""
+
+    async def describe(self) -> PluginInfo:
+        """Name, version, mode and capabilities of the deployment that serves rag."""
+        ...
+
+
+class DirectRagService:
+    def __init__(self, ctx: PluginContext) -> None:
+        self._description = LocalDescription("rag", ("gateway",), ())
+
+    async def describe(self) -> PluginInfo:
+        return await self._description.describe()

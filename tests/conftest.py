@@ -1,0 +1,135 @@
+"""Test fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), a fresh database per test cloned from a
+migrated template, and the app driven in-process through httpx with its lifespan run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app import migrations
+from app.db import plain_url, start_embedded
+from app.main import create_app
+from app.settings import Settings
+
+ADMIN_KEY = "test-admin-key-0123456789"
+INTERNAL_SECRET = "test-internal-secret-0123456789"
+TEMPLATE = "faas_test_template"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if asyncio.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(plain_url(url))
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of the PostgreSQL server (its maintenance database) the whole session uses."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="faas-test-pg-") as tmp:
+        yield start_embedded(Path(tmp))
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url: str) -> str:
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}", f"CREATE DATABASE {TEMPLATE}"))
+    url = with_database(server_url, TEMPLATE)
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def database_url(server_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = "faas_t_" + secrets.token_hex(6)
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"))
+    yield with_database(server_url, name)
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def make_settings(database_url: str, **env: str) -> Settings:
+    base = {"DATABASE_URL": database_url, "FAAS_ADMIN_KEY": ADMIN_KEY, "FAAS_ACCESS_LOG": "off"}
+    base.update(env)
+    return Settings.from_env(base)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        yield manager.app
+
+
+def asgi_client(app: Any, **headers: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as c:
+        yield c
+
+
+async def new_tenant(admin: httpx.AsyncClient, name: str | None = None) -> dict[str, str]:
+    r = await admin.post("/api/v1/admin/tenants", json={"name": name or "t-" + secrets.token_hex(4)})
+    assert r.status_code == 201, r.text
+    data: dict[str, str] = r.json()
+    return data
+
+
+@pytest.fixture
+async def tenant(admin: httpx.AsyncClient) -> dict[str, str]:
+    return await new_tenant(admin)
+
+
+@pytest.fixture
+async def api(app: Any, tenant: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client authenticated as a fresh tenant."""
+    async with asgi_client(app, authorization=f"Bearer {tenant['api_key']}") as c:
+        yield c
