@@ -9,7 +9,7 @@ from plugins.cache.service import DirectCacheService
 
 plugin = Plugin(
     name="cache",
-    requires=("gateway",),
+    requires=(),
     direct=direct_factory(DirectCacheService),
     routes=routes,
     description="Key/value and LLM-response cache, exact and semantic, per tenant",

@@ -18,7 +18,7 @@ class CacheService(Protocol):
 
 class DirectCacheService:
     def __init__(self, ctx: PluginContext) -> None:
-        self._description = LocalDescription("cache", ("gateway",), ())
+        self._description = LocalDescription("cache", (), ())
 
     async def describe(self) -> PluginInfo:
         return await self._description.describe()
