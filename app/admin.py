@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.pagination import PageQuery
 from app.routing import Schema, api_route, json_response, read_body, read_query
 from app.tenancy import ApiKey, Tenant, TenantStore
 
@@ -36,11 +37,6 @@ class TenantCreated(TenantPublic):
 class TenantList(Schema):
     data: list[TenantPublic]
     next_cursor: str | None
-
-
-class PageQuery(Schema):
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = None
 
 
 class KeyCreate(Schema):

@@ -81,7 +81,7 @@ def routes() -> list[BaseRoute]:
             "Prometheus metrics",
             auth="none",
             tags=("health",),
-            content={"text/plain": "Prometheus text exposition format"},
+            content={"text/plain": {"type": "string", "description": "Prometheus text exposition format"}},
         ),
         api_route(
             "GET",
@@ -90,6 +90,6 @@ def routes() -> list[BaseRoute]:
             "This OpenAPI document",
             auth="none",
             tags=("health",),
-            content={"application/json": "OpenAPI 3.1 document"},
+            content={"application/json": {"type": "object", "description": "OpenAPI 3.1 document"}},
         ),
     ]

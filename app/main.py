@@ -22,7 +22,7 @@ from app.http_client import ServiceClientManager
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
-from app.routing import prefixed
+from app.routing import link_allowed, prefixed
 from app.settings import Settings
 from app.tenancy import TenantStore
 
@@ -40,6 +40,7 @@ def build_routes(layout: Layout) -> list[BaseRoute]:
         if key in seen:
             raise StartupError(f"two routes answer {key[0]} {key[1]}: rename one plugin's route")
         seen.add(key)
+    link_allowed(routes)
     return routes
 
 

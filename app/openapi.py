@@ -101,8 +101,8 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
         content: dict[str, Any] = {}
         if op.response is not None:
             content["application/json"] = {"schema": keys[(op.response, "serialization")]}
-        for media, desc in op.content.items():
-            content[media] = {"schema": {"type": "string", "description": desc}}
+        for media, media_schema in op.content.items():
+            content[media] = {"schema": media_schema}
         if content:
             success["content"] = content
         operation["responses"][str(op.status)] = success

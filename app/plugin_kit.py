@@ -54,7 +54,9 @@ def describe_route(name: str) -> BaseRoute:
         return json_response(await service.describe())
 
     describe_plugin.__name__ = f"describe_{name}"
-    return api_route("GET", "/-/info", describe_plugin, f"Describe the {name} plugin", response=PluginInfo, tags=(name,))
+    return api_route(
+        "GET", "/-/info", describe_plugin, f"Describe the {name} plugin", response=PluginInfo, tags=(name,)
+    )
 
 
 def direct_factory(cls: type[Any]) -> Any:

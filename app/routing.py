@@ -13,9 +13,11 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
 
@@ -42,8 +44,8 @@ class Operation:
     errors: Sequence[int] = ()
     # Other statuses whose body is the same `response` type (e.g. 503 from a readiness probe).
     also: Sequence[int] = ()
-    # Non-JSON success bodies, e.g. {"text/event-stream": "..."} or {"text/plain": "..."}.
-    content: dict[str, str] = field(default_factory=dict)
+    # Success bodies not described by `response`: media type -> JSON Schema, e.g. {"text/plain": {"type": "string"}}.
+    content: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ApiRoute(Route):
@@ -56,6 +58,25 @@ class ApiRoute(Route):
         self.operation = operation
         self.raw_endpoint = endpoint
         super().__init__(path, _guarded(endpoint, operation.auth), methods=[method], name=name or endpoint.__name__)
+        # Every method any route serves on this path, for a truthful `Allow` on 405 (set by `link_allowed`).
+        self.allowed: set[str] = set(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.allowed))
+            raise HTTPException(405, f"{scope['method']} is not allowed here; use {allow}", headers={"Allow": allow})
+        await super().handle(scope, receive, send)
+
+
+def link_allowed(routes: Sequence[BaseRoute]) -> None:
+    """Give every ApiRoute the set of methods served on its path (routes are one method each)."""
+    by_path: dict[str, set[str]] = {}
+    for r in routes:
+        if isinstance(r, ApiRoute):
+            by_path.setdefault(r.path, set()).update(r.methods or ())
+    for r in routes:
+        if isinstance(r, ApiRoute):
+            r.allowed = by_path[r.path]
 
 
 def _guarded(endpoint: Endpoint, level: Auth) -> Endpoint:

@@ -9,6 +9,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,10 +29,11 @@ INTERNAL_SECRET = "test-internal-secret-0123456789"
 TEMPLATE = "faas_test_template"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if asyncio.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Run every `async def` test on anyio (marked before anyio's own collection hook looks)."""
+    if name.startswith("test") and asyncio.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +74,22 @@ def template_url(server_url: str) -> str:
     return url
 
 
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new database cloned from the migrated template, dropped afterwards."""
+    name = "faas_t_" + secrets.token_hex(6)
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 @pytest.fixture
 def database_url(server_url: str, template_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
-    name = "faas_t_" + secrets.token_hex(6)
-    asyncio.run(_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"))
-    yield with_database(server_url, name)
-    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with fresh_database(server_url) as url:
+        yield url
 
 
 def make_settings(database_url: str, **env: str) -> Settings:

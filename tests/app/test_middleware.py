@@ -1,0 +1,148 @@
+"""Request id, trace context, body limit, validation errors, access log and metrics: what every request gets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app import context
+from app.logs import JsonFormatter
+from app.main import create_app
+from tests.conftest import ADMIN_KEY, asgi_client, make_settings
+
+
+async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
+    a = await client.get("/health/live")
+    b = await client.get("/health/live")
+    assert len(a.headers["x-request-id"]) >= 16 and a.headers["x-request-id"] != b.headers["x-request-id"]
+
+
+async def test_request_id_is_accepted_from_the_caller(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/rag/-/info", headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert r.json()["request_id"] == "abc-123"  # the 401 problem carries it too
+
+
+async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health/live", headers={"x-request-id": "evil id;" + "x" * 300})
+    assert r.headers["x-request-id"] != "" and "evil" not in r.headers["x-request-id"]
+
+
+async def test_traceparent_continues_the_callers_trace(client: httpx.AsyncClient) -> None:
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    r = await client.get("/health/live", headers={"traceparent": incoming})
+    out = context.parse_traceparent(r.headers["traceparent"])
+    assert out is not None and out.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert out.span_id != "b7ad6b7169203331" and out.flags == "01"
+
+
+async def test_bad_traceparent_starts_a_new_trace(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health/live", headers={"traceparent": "00-zz-yy-01"})
+    assert context.parse_traceparent(r.headers["traceparent"]) is not None
+
+
+@pytest.fixture
+async def small_app(database_url: str) -> AsyncIterator[Any]:
+    app = create_app(make_settings(database_url, FAAS_MAX_BODY_BYTES="2048"))
+    async with LifespanManager(app) as m:
+        yield m.app
+
+
+async def test_body_over_the_limit_is_413_by_content_length(small_app: Any) -> None:
+    async with asgi_client(small_app, authorization=f"Bearer {ADMIN_KEY}") as c:
+        r = await c.post("/api/v1/admin/tenants", content=b'{"name": "' + b"x" * 5000 + b'"}',
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    assert "FAAS_MAX_BODY_BYTES" in r.json()["detail"]
+
+
+async def test_body_over_the_limit_is_413_when_streamed(small_app: Any) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(10):
+            yield b"y" * 500
+        yield b'"}'
+
+    async with asgi_client(small_app, authorization=f"Bearer {ADMIN_KEY}") as c:
+        r = await c.post("/api/v1/admin/tenants", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        listed = (await c.get("/api/v1/admin/tenants")).json()["data"]
+    assert listed == []  # nothing was half-created
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b'{"name": ', 400, "not valid JSON"),
+        (b"", 400, "empty"),
+        (b'{"name": 5}', 422, "name"),
+        (b'{"name": "ok", "colour": "red"}', 422, "colour"),
+        (b"[1, 2]", 422, "request body"),
+    ],
+)
+async def test_bad_bodies_say_what_was_wrong(admin: httpx.AsyncClient, body: bytes, status: int, fragment: str) -> None:
+    r = await admin.post("/api/v1/admin/tenants", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status
+    problem = r.json()
+    assert problem["status"] == status and problem["type"].startswith("urn:faas:problem:")
+    assert fragment in json.dumps(problem)
+    assert "Traceback" not in r.text
+
+
+async def test_unknown_route_and_wrong_method_are_problems(admin: httpx.AsyncClient) -> None:
+    r = await admin.get("/api/v1/nowhere")
+    assert r.status_code == 404 and r.json()["type"] == "urn:faas:problem:not-found"
+    r = await admin.put("/api/v1/admin/tenants", json={})
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+async def test_metrics_count_requests_by_route_template(admin: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await admin.get("/api/v1/admin/tenants/ten_missing")
+    text = (await admin.get("/metrics")).text
+    line = 'faas_http_requests_total{method="GET",route="/api/v1/admin/tenants/{tenant_id}",status="404"} 3.0'
+    assert line in text
+    assert 'faas_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/admin/tenants/{tenant_id}"}' in text
+
+
+async def test_access_log_is_json_with_the_request_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(make_settings(database_url, FAAS_ACCESS_LOG="on"))
+    with caplog.at_level(logging.INFO, logger="faas.access"):
+        async with LifespanManager(app) as m, asgi_client(m.app) as c:
+            await c.get("/health/live", headers={"x-request-id": "req-42"})
+    records = [r for r in caplog.records if r.name == "faas.access"]
+    assert records, "no access log line"
+    rec = records[-1]
+    assert (rec.route, rec.status) == ("/health/live", 200)  # type: ignore[attr-defined]
+    context.bind(request_id="req-42")
+    line = json.loads(JsonFormatter().format(rec))
+    assert line["request_id"] == "req-42" and line["route"] == "/health/live" and line["status"] == 200
+
+
+async def test_unexpected_error_is_500_problem_without_trace(database_url: str) -> None:
+    from app.plugins import Plugin, discover
+    from app.plugin_kit import direct_factory
+    from app.routing import api_route
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("secret internals")
+
+    class Nothing:
+        def __init__(self, ctx: object) -> None:
+            pass
+
+    plugin = Plugin(name="boom", direct=direct_factory(Nothing),
+                    routes=lambda: [api_route("GET", "/x", boom, "Boom", auth="none")])
+    app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
+    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        r = await c.get("/api/v1/boom/x")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert "secret internals" not in r.text and "Traceback" not in r.text and r.json()["request_id"]
