@@ -118,7 +118,7 @@ class UpstreamTimeout(ServiceError):
 
 
 def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
-    out = []
+    out: list[type[ServiceError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
@@ -127,7 +127,7 @@ def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
 
 def error_class_for(type_uri: str | None, status: int) -> type[ServiceError]:
     """The class whose `type` matches, else the closest by status (for problems from foreign servers)."""
-    classes = [ServiceError, *_all_subclasses(ServiceError)]
+    classes: list[type[ServiceError]] = [ServiceError, *_all_subclasses(ServiceError)]
     for cls in classes:
         if type_uri and cls.type_uri() == type_uri:
             return cls
@@ -161,7 +161,7 @@ def problem_response(error: ServiceError, *, instance: str | None = None) -> Res
     )
 
 
-_HTTP_STATUS = {
+_HTTP_STATUS: dict[int, type[ServiceError]] = {
     400: MalformedRequest,
     401: Unauthenticated,
     403: Forbidden,

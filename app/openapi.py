@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -58,7 +58,7 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
             raise TypeError(f"route {getattr(route, 'path', route)!r} is not an ApiRoute and cannot be documented")
         api_routes.append(route)
 
-    models: dict[tuple[type[BaseModel], str], None] = {}
+    models: dict[tuple[type[BaseModel], Literal["validation", "serialization"]], None] = {}
     for r in api_routes:
         op = r.operation
         if op.body is not None:
