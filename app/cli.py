@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["DATABASE_URL"] = url  # workers read settings from the environment
     create_app(Settings.from_env())  # plugin layout errors stop us here, before uvicorn starts
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:serve_app",
         factory=True,
         host=args.host,
         port=args.port,

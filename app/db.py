@@ -42,7 +42,16 @@ class Database(databases.Database):
     """A connection pool. Open with `await db.connect()`; every query runs on a pooled connection."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, **options: Any) -> None:
+        # asyncpg's default reset on every release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) costs a round
+        # trip per query; no code here sets session state outside a transaction, so a rollback guard is enough.
+        options.setdefault("reset", _reset)
         super().__init__(plain_url(url), min_size=min_size, max_size=max_size, **options)
+
+    async def fetchrow_raw(self, sql: str, *args: Any) -> Any:
+        """One row of positional SQL (`$1`...) straight through asyncpg: for hot paths, where compiling the
+        query with SQLAlchemy each time would cost more than the query."""
+        async with self.connection() as conn:
+            return await conn.raw_connection.fetchrow(sql, *args)
 
     async def ping(self) -> bool:
         try:
@@ -50,6 +59,11 @@ class Database(databases.Database):
         except Exception:  # the probe reports; it never raises
             log.warning("database ping failed", exc_info=True)
             return False
+
+
+async def _reset(conn: Any) -> None:
+    if conn.is_in_transaction():  # a task cancelled mid-transaction must not hand its transaction on
+        await conn.execute("ROLLBACK")
 
 
 def start_embedded(data_dir: Path) -> str:

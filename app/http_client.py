@@ -1,39 +1,135 @@
 """Service-to-service HTTP: `ServiceHTTPClient` (one pooled client per upstream) and `ServiceClientManager`.
 
-Foundation version: the documented API (`get/post/put/patch/delete(path, json_data=, params=, headers=)`,
-`get_headers(tenant_id=)`, `raise_for_problem`), pooled clients per upstream opened lazily and closed by the
-lifespan. Retries, breaker, deadlines and signing are added by the service-client work behind this same API.
+Every call runs inside an overall deadline (the remaining time goes to the upstream in `X-Faas-Deadline-Ms`),
+each try inside a per-try timeout, and each try through the upstream's `Breaker`. Retries use `backoff`'s
+exponential generator with full jitter, honour `Retry-After` (seconds or HTTP date, capped), happen only for
+connect errors and 408/429/502/503/504, only for GET/HEAD/OPTIONS/PUT/DELETE or a request with an
+`Idempotency-Key`, and only while the retry budget allows. Requests are signed (app.signing) when a secret is set.
+HTTP answers come back as responses (`raise_for_problem` turns a problem into its exception); transport failures,
+an open breaker and a passed deadline raise `ServiceError`s, so a caller sees the same errors as in direct mode.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+import backoff
 import httpx
+import orjson
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from app import context
-from app.errors import error_from_problem
-from app.settings import Settings
+from app.breaker import Breaker, CircuitOpen
+from app.client_metrics import ClientMetrics
+from app.errors import ServiceError, Unavailable, UpstreamFailed, UpstreamTimeout, error_from_problem
+from app.http_transport import pooled_transport
+from app.settings import ClientSettings, Secret, Settings
+from app.signing import DEADLINE_HEADER, sign
+
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds from now: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class RetryBudget:
+    """Retries allowed over a sliding window: `floor + ratio * requests`, so an outage cannot multiply load."""
+
+    def __init__(self, ratio: float = 0.2, *, floor: int = 10, window: float = 10.0) -> None:
+        self.ratio, self.floor, self.window = ratio, floor, window
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        for q in (self._requests, self._retries):
+            while q and q[0] <= now - self.window:
+                q.popleft()
+
+    def record_request(self) -> None:
+        now = time.monotonic()
+        self._prune(now)
+        self._requests.append(now)
+
+    def try_spend(self) -> bool:
+        now = time.monotonic()
+        self._prune(now)
+        if len(self._retries) >= self.floor + self.ratio * len(self._requests):
+            return False
+        self._retries.append(now)
+        return True
+
+
+class _GiveUp(Exception):
+    """A try failed in a way that ends the call: carries the error to raise."""
+
+    def __init__(self, error: ServiceError) -> None:
+        self.error = error
 
 
 class ServiceHTTPClient:
-    def __init__(self, name: str, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        options: ClientSettings | None = None,
+        secret: Secret | str | None = None,
+        metrics: ClientMetrics | None = None,
+        budget: RetryBudget | None = None,
+    ) -> None:
         self.name = name
-        self.base_url = base_url
+        self.base_url = base_url.rstrip("/")
+        self.options = options = options or ClientSettings()
+        self._secret = secret.get() if isinstance(secret, Secret) else secret
+        self.metrics = metrics or ClientMetrics(CollectorRegistry())
+        self.budget = budget or RetryBudget(options.retry_budget)
+        self.breaker = Breaker(
+            name,
+            fail_max=options.breaker_failures,
+            reset_timeout=options.breaker_reset,
+            on_transition=self.metrics.transition,
+        )
+        self.metrics.transition(name, "closed", "closed")
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(30.0, connect=5.0), transport=transport
+            base_url=self.base_url,
+            timeout=httpx.Timeout(options.timeout, connect=options.connect_timeout),
+            transport=transport or pooled_transport(),
         )
 
     def get_headers(self, tenant_id: str | None = None) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        rid = context.current_request_id()
-        if rid:
-            headers["X-Request-ID"] = rid
+        """Request id, traceparent, tenant and deadline of the current request (`request()` adds the signature)."""
+        headers = {"X-Request-ID": context.current_request_id() or context.new_request_id()}
         tp = context.current_traceparent()
         if tp:
             headers["traceparent"] = tp
         if tenant_id:
             headers["X-Tenant-ID"] = tenant_id
+        deadline = context.current_deadline()
+        if deadline is not None:
+            headers[DEADLINE_HEADER] = str(max(0, int((deadline - time.monotonic()) * 1000)))
         return headers
 
     async def request(
@@ -44,8 +140,10 @@ class ServiceHTTPClient:
         json_data: Any = None,
         params: Any = None,
         headers: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
-        return await self._client.request(method, path, json=json_data, params=params, headers=headers)
+        """One call with retries; the response (any status) is fully read. `deadline` overrides the default."""
+        return await self._call(method, path, json_data, params, headers, deadline, stream=False)
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("GET", path, **kw)
@@ -62,8 +160,197 @@ class ServiceHTTPClient:
     async def delete(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("DELETE", path, **kw)
 
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_data: Any = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The response body chunk by chunk as it arrives (e.g. SSE). A problem status raises before any chunk.
+
+        Retries apply only until the response headers arrive; `deadline` bounds that phase and is sent upstream.
+        """
+        response = await self._call(method, path, json_data, params, headers, deadline, stream=True)
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for_problem(response)
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            self.breaker.record_failure()
+            raise UpstreamFailed(f"{self.name} broke off the stream: {type(exc).__name__}") from exc
+        finally:
+            await response.aclose()
+
+    async def probe(self, path: str = "/health/live", wait: float = 1.0) -> dict[str, Any]:
+        """Reachability for /health/ready: one plain try, outside the breaker and the retry budget."""
+        started = time.perf_counter()
+        detail: dict[str, Any]
+        try:
+            response = await self._client.get(path, timeout=wait)
+            ok, detail = response.status_code < 500, {"status": response.status_code}
+        except httpx.HTTPError as exc:
+            ok, detail = False, {"error": type(exc).__name__}
+        return {
+            "ok": ok,
+            "url": self.base_url,
+            "breaker": self.breaker.state,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            **detail,
+        }
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # -- the call loop ---------------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        json_data: Any,
+        params: Any,
+        headers: dict[str, str] | None,
+        deadline: float | None,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        method = method.upper()
+        if isinstance(json_data, BaseModel):
+            body = json_data.model_dump_json().encode()
+        else:
+            body = b"" if json_data is None else orjson.dumps(json_data)
+        sent = dict(headers) if headers is not None else self.get_headers(tenant_id=context.current_tenant_id())
+        if body and not any(k.lower() == "content-type" for k in sent):
+            sent["Content-Type"] = "application/json"
+        repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in sent)
+        start = time.monotonic()
+        end = start + (deadline if deadline is not None else self.options.deadline)
+        inherited = context.current_deadline()
+        if inherited is not None:
+            end = min(end, inherited)
+        self.budget.record_request()
+        waits = backoff.expo(base=2, factor=self.options.backoff_base, max_value=self.options.backoff_max)
+        next(waits)  # backoff's generators yield None first (they are primed with send)
+        tries = 0
+        last_error: Exception | None = None
+        while True:
+            tries += 1
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                self.metrics.giveup(self.name, "deadline")
+                raise UpstreamTimeout(f"{self.name}: the deadline passed after {tries - 1} tries")
+            response: httpx.Response | None = None
+            try:
+                response = await self._try(method, path, params, sent, body, remaining, stream=stream)
+                reason = f"status_{response.status_code}" if response.status_code in RETRY_STATUSES else None
+            except _GiveUp as give_up:
+                self.metrics.giveup(self.name, give_up.error.slug)
+                raise give_up.error from give_up.__cause__
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                reason, last_error = "connect", exc
+            if reason is None:
+                return response  # type: ignore[return-value]
+            wait = None
+            if response is not None:
+                hinted = retry_after_seconds(response.headers.get("retry-after"))
+                wait = None if hinted is None else min(hinted, self.options.retry_after_max)
+            if wait is None:
+                wait = backoff.full_jitter(next(waits))
+            giveup = None
+            if not repeatable:
+                giveup = "not_idempotent"
+            elif tries > self.options.retries:
+                giveup = "exhausted"
+            elif time.monotonic() + wait >= end:
+                giveup = "deadline"
+            elif not self.budget.try_spend():
+                giveup = "budget"
+            if giveup is not None:
+                self.metrics.giveup(self.name, giveup)
+                if response is not None:
+                    return response
+                raise Unavailable(
+                    f"{self.name} is unreachable at {self.base_url} after {tries} tries ({last_error})",
+                    headers={"Retry-After": "1"},
+                ) from last_error
+            if response is not None:
+                await response.aclose()
+            self.metrics.retry(self.name, reason)
+            await asyncio.sleep(wait)
+
+    async def _try(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        headers: dict[str, str],
+        body: bytes,
+        remaining: float,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        """One try, through the breaker. Raises ConnectError (retryable) or _GiveUp; returns any HTTP answer."""
+        per_try = min(self.options.timeout, remaining)
+        timeout = httpx.Timeout(per_try, connect=min(self.options.connect_timeout, per_try))
+        request = self._client.build_request(
+            method,
+            path,
+            content=body or None,
+            params=params,
+            headers={**headers, DEADLINE_HEADER: str(max(1, int(remaining * 1000)))},
+            timeout=timeout,
+        )
+        if self._secret:
+            request.headers.update(
+                sign(
+                    self._secret,
+                    method=method,
+                    target=request.url.raw_path.decode("ascii"),
+                    tenant=request.headers.get("x-tenant-id", ""),
+                    request_id=request.headers.get("x-request-id", ""),
+                    body=body,
+                )
+            )
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async with self.breaker.guard():
+                try:
+                    async with asyncio.timeout(per_try):
+                        response = await self._client.send(request, stream=True)
+                        if not stream:
+                            try:
+                                await response.aread()
+                            finally:
+                                await response.aclose()
+                except (httpx.ConnectError, httpx.ConnectTimeout):
+                    outcome = "connect_error"
+                    raise
+                except (httpx.TimeoutException, TimeoutError) as exc:
+                    outcome = "timeout"
+                    raise _GiveUp(
+                        UpstreamTimeout(f"{self.name} did not answer {method} {path} within {per_try:.3g}s")
+                    ) from exc
+                except httpx.TransportError as exc:
+                    outcome = "broken"
+                    raise _GiveUp(
+                        UpstreamFailed(f"{self.name} broke off {method} {path}: {type(exc).__name__}")
+                    ) from exc
+                outcome = str(response.status_code)
+                if response.status_code >= 500:
+                    self.breaker.record_failure()
+        except CircuitOpen as exc:
+            outcome = "circuit_open"
+            raise _GiveUp(exc) from None
+        finally:
+            self.metrics.attempt(self.name, method, outcome, time.perf_counter() - started)
+        return response
 
 
 def raise_for_problem(response: httpx.Response) -> httpx.Response:
@@ -78,8 +365,11 @@ def raise_for_problem(response: httpx.Response) -> httpx.Response:
 
 
 class ServiceClientManager:
-    def __init__(self, settings: Settings) -> None:
+    """One `ServiceHTTPClient` per upstream, built from the settings; the lifespan closes them all."""
+
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
+        self.metrics = ClientMetrics(registry or CollectorRegistry())
         self._clients: dict[str, ServiceHTTPClient] = {}
 
     def get_client(self, name: str) -> ServiceHTTPClient:
@@ -88,8 +378,17 @@ class ServiceClientManager:
             url = self.settings.plugin(name).url
             if not url:
                 raise KeyError(f"no URL for service {name!r}: set FAAS_{name.upper()}_URL")
-            client = self._clients[name] = ServiceHTTPClient(name, url)
+            client = self._clients[name] = ServiceHTTPClient(
+                name,
+                url,
+                options=self.settings.client(name),
+                secret=self.settings.internal_secret,
+                metrics=self.metrics,
+            )
         return client
+
+    def clients(self) -> dict[str, ServiceHTTPClient]:
+        return dict(self._clients)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -24,6 +24,7 @@ from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
 from app.routing import link_allowed, prefixed
 from app.settings import Settings
+from app.signing import InternalVerifier
 from app.tenancy import TenantStore
 
 log = logging.getLogger("faas.app")
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 raise StartupError(
                     f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`"
                 )
-            clients = ServiceClientManager(settings)
+            clients = ServiceClientManager(settings, registry=metrics.registry)
             stack.push_async_callback(clients.aclose)
             services = Services()
             for plugin in layout.open_order:
@@ -86,10 +87,16 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)
             log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
+            verifier = (
+                {"internal_verifier": InternalVerifier(settings.internal_secret.get())}
+                if settings.internal_secret
+                else {}
+            )
             yield {
+                **verifier,
                 "settings": settings,
                 "db": db,
-                "tenants": TenantStore(db),
+                "tenants": TenantStore(db, key_cache_seconds=settings.auth_cache_seconds),
                 "services": services,
                 "clients": clients,
                 "metrics": metrics,
@@ -108,3 +115,12 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+
+
+def serve_app() -> Starlette:
+    """The factory `faas serve` hands to uvicorn: each worker process configures JSON logging, then builds the app."""
+    from app import logs
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    return create_app(settings)

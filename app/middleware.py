@@ -6,6 +6,7 @@ is a few dictionary operations.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -13,8 +14,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import context
-from app.errors import PayloadTooLarge, problem_response
+from app.errors import PayloadTooLarge, UpstreamTimeout, problem_response
 from app.metrics import Metrics
+from app.signing import DEADLINE_HEADER
 
 access_log = logging.getLogger("faas.access")
 
@@ -35,14 +37,18 @@ class RequestContextMiddleware:
         incoming = context.parse_traceparent(headers.get("traceparent"))
         trace = incoming.child() if incoming else context.new_trace()
         context.bind(request_id=request_id, traceparent=trace.header)
+        budget = _deadline_seconds(headers.get(DEADLINE_HEADER))
+        if budget is not None:
+            context.bind(deadline=time.monotonic() + budget)
         scope["faas.request_id"] = request_id
         scope["faas.trace"] = trace
         status = 500
+        responded = False
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 out = MutableHeaders(scope=message)
                 out["x-request-id"] = request_id
                 out["traceparent"] = trace.header
@@ -73,7 +79,22 @@ class RequestContextMiddleware:
             return message
 
         try:
-            await self.app(scope, limited_receive, send_with_ids)
+            if budget is None:
+                await self.app(scope, limited_receive, send_with_ids)
+            else:
+                # The caller stops waiting at its deadline, so work past it is wasted: stop it here too.
+                limit_cm = asyncio.timeout(budget)
+                try:
+                    async with limit_cm:
+                        await self.app(scope, limited_receive, send_with_ids)
+                except TimeoutError:
+                    if not limit_cm.expired():
+                        raise
+                    if not responded:
+                        await problem_response(
+                            UpstreamTimeout(f"the caller's deadline ({DEADLINE_HEADER}) passed before an answer"),
+                            instance=scope["path"],
+                        )(scope, receive, send_with_ids)
         finally:
             self._finish(scope, status, started)
 
@@ -99,5 +120,17 @@ class RequestContextMiddleware:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "client": client[0] if client else None,
+                    "trace_id": getattr(scope.get("faas.trace"), "trace_id", None),
                 },
             )
+
+
+def _deadline_seconds(value: str | None) -> float | None:
+    """The caller's remaining time from the deadline header (milliseconds), or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        ms = int(value)
+    except ValueError:
+        return None
+    return max(ms, 0) / 1000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -57,6 +57,36 @@ class PluginSettings:
 
 
 @dataclass(frozen=True)
+class ClientSettings:
+    """Service-client tuning: FAAS_CLIENT_<X>, overridden per upstream by FAAS_<NAME>_CLIENT_<X>."""
+
+    timeout: float = 10.0  # per try: read, write and pool wait (seconds)
+    connect_timeout: float = 2.0
+    deadline: float = 30.0  # all tries together, retry waits included
+    retries: int = 2  # extra tries after the first, for failures that are safe to repeat
+    backoff_base: float = 0.1  # first backoff cap; doubles per retry, full jitter
+    backoff_max: float = 2.0
+    retry_after_max: float = 5.0  # an upstream's Retry-After is honoured up to this
+    retry_budget: float = 0.2  # retries allowed as a share of recent requests (plus a small floor)
+    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_reset: float = 30.0  # seconds open before one trial call
+
+
+_CLIENT_FIELDS: dict[str, tuple[type, float]] = {
+    "timeout": (float, 0.001),
+    "connect_timeout": (float, 0.001),
+    "deadline": (float, 0.001),
+    "retries": (int, 0),
+    "backoff_base": (float, 0.0),
+    "backoff_max": (float, 0.0),
+    "retry_after_max": (float, 0.0),
+    "retry_budget": (float, 0.0),
+    "breaker_failures": (int, 1),
+    "breaker_reset": (float, 0.001),
+}
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
     data_dir: Path = Path("./var")
@@ -67,8 +97,11 @@ class Settings:
     admin_key: Secret | None = None
     gateway_config: Path | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # How long a replica may answer a key lookup from memory; a revoked key works elsewhere for at most this long.
+    auth_cache_seconds: float = 2.0
     log_level: str = "info"
     access_log: bool = True
+    client_settings: Mapping[str, ClientSettings] = field(default_factory=dict)
     # Every other variable, for plugins that read their own FAAS_<NAME>_<SETTING> values.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -77,6 +110,10 @@ class Settings:
 
     def plugin_env(self, name: str, setting: str, default: str | None = None) -> str | None:
         return self.environ.get(f"FAAS_{name.upper()}_{setting.upper()}", default)
+
+    def client(self, name: str) -> ClientSettings:
+        """Client tuning for upstream `name` (the FAAS_CLIENT_* defaults when it has no overrides)."""
+        return self.client_settings.get(name) or self.client_settings.get("") or ClientSettings()
 
     @property
     def any_remote(self) -> bool:
@@ -105,8 +142,10 @@ class Settings:
             admin_key=_secret(env, "FAAS_ADMIN_KEY", min_length=16),
             gateway_config=_file(env, "FAAS_GATEWAY_CONFIG"),
             max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024),
+            auth_cache_seconds=_seconds(env, "FAAS_AUTH_CACHE_SECONDS", 2.0, maximum=60.0),
             log_level=_choice(env, "FAAS_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             access_log=_choice(env, "FAAS_ACCESS_LOG", "on", ("on", "off")) == "on",
+            client_settings=_client_settings(env),
             environ=env,
         )._checked()
 
@@ -180,6 +219,40 @@ def _plugin_settings(env: Mapping[str, str]) -> dict[str, PluginSettings]:
     return found
 
 
+def _client_settings(env: Mapping[str, str]) -> dict[str, ClientSettings]:
+    base = _client_overrides(env, "FAAS_CLIENT_", ClientSettings())
+    found = {"": base}
+    names = {m.group(1) for k in env if (m := re.fullmatch(r"FAAS_([A-Z][A-Z0-9_]*?)_CLIENT_[A-Z_]+", k))}
+    for upper in names:
+        found[upper.lower()] = _client_overrides(env, f"FAAS_{upper}_CLIENT_", base)
+    return found
+
+
+def _client_overrides(env: Mapping[str, str], prefix: str, base: ClientSettings) -> ClientSettings:
+    values: dict[str, float | int] = {}
+    for key in env:
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :].lower()
+        if name not in _CLIENT_FIELDS:
+            raise ConfigError(
+                f"{key} is not a client setting: use one of "
+                f"{', '.join(prefix + n.upper() for n in sorted(_CLIENT_FIELDS))}"
+            )
+        kind, minimum = _CLIENT_FIELDS[name]
+        raw = env[key].strip()
+        try:
+            number = kind(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{key}={raw!r} is not a {'whole ' if kind is int else ''}number: e.g. {key}={getattr(base, name)}"
+            ) from None
+        if number < minimum or number != number:
+            raise ConfigError(f"{key}={raw} is below the minimum {minimum}: e.g. {key}={getattr(base, name)}")
+        values[name] = number
+    return replace(base, **values) if values else base  # type: ignore[arg-type]
+
+
 def _secret(env: Mapping[str, str], var: str, *, min_length: int) -> Secret | None:
     value = env.get(var)
     if not value:
@@ -211,6 +284,19 @@ def _int(env: Mapping[str, str], var: str, default: int, *, minimum: int) -> int
         raise ConfigError(f"{var}={value!r} is not a whole number: use e.g. {var}={default}") from None
     if number < minimum:
         raise ConfigError(f"{var}={number} is below the minimum {minimum}: use e.g. {var}={default}")
+    return number
+
+
+def _seconds(env: Mapping[str, str], var: str, default: float, *, maximum: float) -> float:
+    value = env.get(var)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{var}={value!r} is not a number of seconds: use e.g. {var}={default:g}") from None
+    if not 0 <= number <= maximum:
+        raise ConfigError(f"{var}={number:g} is out of range: use 0 (off) to {maximum:g} seconds")
     return number
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,8 +76,17 @@ def _key(row: Any) -> ApiKey:
 
 
 class TenantStore:
-    def __init__(self, db: Database) -> None:
+    """Tenants and keys. `lookup_key` answers from a short per-replica cache (`key_cache_seconds`, 0 = off).
+
+    The cache holds only positive answers, each for a few seconds, and a revocation through this store drops its
+    entry at once; another replica keeps honouring a revoked key for at most `key_cache_seconds`.
+    """
+
+    def __init__(self, db: Database, *, key_cache_seconds: float = 0.0, key_cache_size: int = 10_000) -> None:
         self.db = db
+        self.key_cache_seconds = key_cache_seconds
+        self.key_cache_size = key_cache_size
+        self._keys: dict[bytes, tuple[float, KeyLookup]] = {}
 
     async def insert_tenant(self, *, name: str) -> tuple[Tenant, ApiKey, str]:
         """Create a tenant and its first key; returns the key in clear, the only time it exists."""
@@ -144,13 +154,26 @@ class TenantStore:
         )
         if row is None:
             raise NotFound(f"key {key_id!r} does not exist for tenant {tenant_id!r}")
+        self._keys = {h: v for h, v in self._keys.items() if v[1].key_id != key_id}
         return _key(row)
 
     async def lookup_key(self, key: str) -> KeyLookup | None:
-        row = await self.db.fetch_one(
-            "SELECT id, tenant_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = :h",
-            {"h": hash_key(key)},
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        # Every authenticated request runs this: positional SQL, prepared and cached per connection by asyncpg.
+        row = await self.db.fetchrow_raw(
+            "SELECT id, tenant_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = $1", digest
         )
         if row is None:
             return None
-        return KeyLookup(tenant_id=row["tenant_id"], key_id=row["id"], revoked=row["revoked"])
+        found = KeyLookup(tenant_id=row["tenant_id"], key_id=row["id"], revoked=row["revoked"])
+        if self.key_cache_seconds > 0 and not found.revoked:
+            if len(self._keys) >= self.key_cache_size:
+                self._keys = {h: v for h, v in self._keys.items() if v[0] > now}
+                if len(self._keys) >= self.key_cache_size:
+                    self._keys.clear()
+            self._keys[digest] = (now + self.key_cache_seconds, found)
+        return found

@@ -34,8 +34,12 @@ def one_start(data_dir: Path) -> float:
     env = {**os.environ, "FAAS_DATA_DIR": str(data_dir), "FAAS_ACCESS_LOG": "off"}
     env.pop("DATABASE_URL", None)
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -71,8 +75,10 @@ def main() -> None:
         first = one_start(data)  # initdb + migrations: not a cold start of an initialised directory
         print(f"first start (initdb + migrate): {first:.2f} s")
         times = [one_start(data) for _ in range(args.runs)]
-    print(f"cold start to first ready 200, {args.runs} runs: median {statistics.median(times):.2f} s, "
-          f"min {min(times):.2f} s, max {max(times):.2f} s (target < 2 s)")
+    print(
+        f"cold start to first ready 200, {args.runs} runs: median {statistics.median(times):.2f} s, "
+        f"min {min(times):.2f} s, max {max(times):.2f} s (target < 2 s)"
+    )
 
 
 if __name__ == "__main__":

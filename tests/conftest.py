@@ -144,3 +144,99 @@ async def api(app: Any, tenant: dict[str, str]) -> AsyncIterator[httpx.AsyncClie
     """A client authenticated as a fresh tenant."""
     async with asgi_client(app, authorization=f"Bearer {tenant['api_key']}") as c:
         yield c
+
+
+# --- Remote mode: serve an app on loopback, and the `mode` fixture (direct | remote) for parity tests ---------
+# A test module parametrizes its service tests over both modes by using `mode_api` (or `mode_app`) instead of
+# `api` (or `app`). It may override `remote_plugins` (which plugins the front app runs remote; default all) and
+# `mode_env` (extra environment for both apps). In remote mode the front app serves the routes and calls a second
+# app instance, served by uvicorn on 127.0.0.1 against the same test database, through ServiceHTTPClient.
+
+from contextlib import asynccontextmanager  # noqa: E402  (appended section: the header above is shared)
+
+
+@asynccontextmanager
+async def serve_app(application: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve an ASGI app (lifespan included) with uvicorn on a free loopback port of this event loop; yield its URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(application, lifespan="on", log_config=None, access_log=False, ws="none")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                raise RuntimeError("the app failed to start under uvicorn (see the log above)")
+            await asyncio.sleep(0.005)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture(params=["direct", "remote"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def remote_plugins() -> tuple[str, ...]:
+    """Plugins the front app runs remote when `mode` is remote (override in a module to narrow it)."""
+    from app.settings import BUILTIN_PLUGINS
+
+    return BUILTIN_PLUGINS
+
+
+@pytest.fixture
+def mode_env() -> dict[str, str]:
+    """Extra environment for both app instances (override in a module)."""
+    return {}
+
+
+def remote_env(names: tuple[str, ...], url: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in names:
+        env[f"FAAS_{name.upper()}_MODE"] = "remote"
+        env[f"FAAS_{name.upper()}_URL"] = url
+    return env
+
+
+@pytest.fixture
+async def mode_app(
+    mode: str, database_url: str, remote_plugins: tuple[str, ...], mode_env: dict[str, str]
+) -> AsyncIterator[Any]:
+    """The app tests talk to: everything direct, or `remote_plugins` served by a second app instance."""
+    env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, **mode_env}
+    if mode == "direct":
+        async with LifespanManager(create_app(make_settings(database_url, **env))) as manager:
+            yield manager.app
+        return
+    async with serve_app(create_app(make_settings(database_url, **env))) as url:
+        front = create_app(make_settings(database_url, **env, **remote_env(remote_plugins, url)))
+        async with LifespanManager(front) as manager:
+            yield manager.app
+
+
+@pytest.fixture
+async def mode_admin(mode_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(mode_app, authorization=f"Bearer {ADMIN_KEY}") as c:
+        yield c
+
+
+@pytest.fixture
+async def mode_tenant(mode_admin: httpx.AsyncClient) -> dict[str, str]:
+    return await new_tenant(mode_admin)
+
+
+@pytest.fixture
+async def mode_api(mode_app: Any, mode_tenant: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `mode_app` authenticated as a fresh tenant (the same tenant on both app instances)."""
+    async with asgi_client(mode_app, authorization=f"Bearer {mode_tenant['api_key']}") as c:
+        yield c

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from app.plugin_kit import direct_factory
 from app.plugins import Plugin
+from app.remote import remote_factory
 from plugins.agents.api import routes
+from plugins.agents.remote import RemoteAgentsService
 from plugins.agents.service import DirectAgentsService
 
 plugin = Plugin(
@@ -16,6 +18,7 @@ plugin = Plugin(
         "ml",
     ),
     direct=direct_factory(DirectAgentsService),
+    remote=remote_factory(RemoteAgentsService),
     routes=routes,
     description="Agent definitions, threads, runs and tool calling",
 )

@@ -56,8 +56,11 @@ async def small_app(database_url: str) -> AsyncIterator[Any]:
 
 async def test_body_over_the_limit_is_413_by_content_length(small_app: Any) -> None:
     async with asgi_client(small_app, authorization=f"Bearer {ADMIN_KEY}") as c:
-        r = await c.post("/api/v1/admin/tenants", content=b'{"name": "' + b"x" * 5000 + b'"}',
-                         headers={"content-type": "application/json"})
+        r = await c.post(
+            "/api/v1/admin/tenants",
+            content=b'{"name": "' + b"x" * 5000 + b'"}',
+            headers={"content-type": "application/json"},
+        )
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
     assert "FAAS_MAX_BODY_BYTES" in r.json()["detail"]
 
@@ -108,7 +111,10 @@ async def test_metrics_count_requests_by_route_template(admin: httpx.AsyncClient
     text = (await admin.get("/metrics")).text
     line = 'faas_http_requests_total{method="GET",route="/api/v1/admin/tenants/{tenant_id}",status="404"} 3.0'
     assert line in text
-    assert 'faas_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/admin/tenants/{tenant_id}"}' in text
+    assert (
+        'faas_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/admin/tenants/{tenant_id}"}'
+        in text
+    )
 
 
 async def test_access_log_is_json_with_the_request_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -126,11 +132,12 @@ async def test_access_log_is_json_with_the_request_id(database_url: str, caplog:
 
 
 async def test_unexpected_error_is_500_problem_without_trace(database_url: str) -> None:
-    from app.plugins import Plugin, discover
-    from app.plugin_kit import direct_factory
-    from app.routing import api_route
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from app.plugin_kit import direct_factory
+    from app.plugins import Plugin, discover
+    from app.routing import api_route
 
     async def boom(request: Request) -> Response:
         raise RuntimeError("secret internals")
@@ -139,8 +146,9 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
         def __init__(self, ctx: object) -> None:
             pass
 
-    plugin = Plugin(name="boom", direct=direct_factory(Nothing),
-                    routes=lambda: [api_route("GET", "/x", boom, "Boom", auth="none")])
+    plugin = Plugin(
+        name="boom", direct=direct_factory(Nothing), routes=lambda: [api_route("GET", "/x", boom, "Boom", auth="none")]
+    )
     app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
     async with LifespanManager(app) as m, asgi_client(m.app) as c:
         r = await c.get("/api/v1/boom/x")

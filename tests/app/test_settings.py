@@ -28,6 +28,7 @@ def test_defaults_mount_all_seven_direct() -> None:
         ({"FAAS_MAX_BODY_BYTES": "lots"}, "FAAS_MAX_BODY_BYTES"),
         ({"FAAS_GATEWAY_CONFIG": "/nonexistent/models.yaml"}, "FAAS_GATEWAY_CONFIG"),
         ({"FAAS_LOG_LEVEL": "loud"}, "FAAS_LOG_LEVEL"),
+        ({"FAAS_AUTH_CACHE_SECONDS": "600"}, "FAAS_AUTH_CACHE_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:

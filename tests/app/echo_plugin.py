@@ -1,0 +1,150 @@
+"""A small plugin used only by the remote-mode tests: it echoes the request context, raises errors on demand,
+streams on cue and sleeps, in both a direct and a remote implementation, exactly as a built-in plugin would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute
+
+from app import context
+from app.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceError, Unavailable
+from app.plugin_kit import LocalDescription, PluginInfo, describe_route
+from app.plugins import Plugin, PluginContext
+from app.remote import RemoteService, remote_factory
+from app.routing import Schema, api_route, json_response, read_body, read_query
+
+ERRORS: dict[str, type[ServiceError]] = {
+    "not_found": NotFound,
+    "conflict": Conflict,
+    "invalid": InvalidInput,
+    "rate_limited": RateLimited,
+    "unavailable": Unavailable,
+}
+
+
+class EchoOut(Schema):
+    tenant_id: str
+    request_id: str | None
+    trace_id: str | None
+    deadline_ms: int | None
+
+
+class FailIn(Schema):
+    kind: Literal["not_found", "conflict", "invalid", "rate_limited", "unavailable"]
+    detail: str
+
+
+class SleepQuery(Schema):
+    seconds: float
+
+
+class TicksQuery(Schema):
+    n: int = 3
+
+
+@dataclass
+class Cues:
+    """Shared with the test: a gate the stream waits on, and what the sleeping handler saw."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    sleeps_started: int = 0
+    sleeps_cancelled: int = 0
+    sleeps_finished: int = 0
+
+
+class DirectEchoService:
+    def __init__(self, cues: Cues) -> None:
+        self.cues = cues
+        self._description = LocalDescription("echo", (), ("echo",))
+
+    async def describe(self) -> PluginInfo:
+        return await self._description.describe()
+
+    async def whoami(self) -> EchoOut:
+        trace = context.parse_traceparent(context.current_traceparent())
+        deadline = context.current_deadline()
+        return EchoOut(
+            tenant_id=context.current_tenant_id() or "",
+            request_id=context.current_request_id(),
+            trace_id=trace.trace_id if trace else None,
+            deadline_ms=None if deadline is None else int((deadline - time.monotonic()) * 1000),
+        )
+
+    async def fail(self, body: FailIn) -> None:
+        extra = {"thing": "widget"} if body.kind == "conflict" else None
+        raise ERRORS[body.kind](body.detail, extra=extra)
+
+    async def sleep(self, seconds: float) -> None:
+        self.cues.sleeps_started += 1
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cues.sleeps_cancelled += 1
+            raise
+        self.cues.sleeps_finished += 1
+
+    async def ticks(self, n: int) -> AsyncIterator[bytes]:
+        for i in range(n):
+            if i == 1:
+                await self.cues.gate.wait()
+            yield f"data: {i}\n\n".encode()
+
+
+class RemoteEchoService(RemoteService):
+    async def whoami(self) -> EchoOut:
+        return await self.call("GET", "/whoami", EchoOut)
+
+    async def fail(self, body: FailIn) -> None:
+        await self.send("POST", "/fail", body=body)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.send("POST", "/sleep", params={"seconds": seconds})
+
+    def ticks(self, n: int) -> AsyncIterator[bytes]:
+        return self.stream("GET", "/ticks", params={"n": n})
+
+
+async def whoami(request: Request) -> Response:
+    return json_response(await request.state.services.echo.whoami())
+
+
+async def fail(request: Request) -> Response:
+    await request.state.services.echo.fail(await read_body(request, FailIn))
+    return Response(status_code=204)
+
+
+async def sleep(request: Request) -> Response:
+    await request.state.services.echo.sleep(read_query(request, SleepQuery).seconds)
+    return Response(status_code=204)
+
+
+async def ticks(request: Request) -> Response:
+    n = read_query(request, TicksQuery).n
+    return StreamingResponse(request.state.services.echo.ticks(n), media_type="text/event-stream")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        describe_route("echo"),
+        api_route("GET", "/whoami", whoami, "Who am I", response=EchoOut),
+        api_route("POST", "/fail", fail, "Raise an error", body=FailIn, status=204),
+        api_route("POST", "/sleep", sleep, "Sleep", query=SleepQuery, status=204),
+        api_route("GET", "/ticks", ticks, "Stream ticks", query=TicksQuery, content={"text/event-stream": "ticks"}),
+    ]
+
+
+def echo_plugin(cues: Cues) -> Plugin:
+    @asynccontextmanager
+    async def direct(ctx: PluginContext) -> AsyncIterator[Any]:
+        yield DirectEchoService(cues)
+
+    return Plugin(name="echo", direct=direct, remote=remote_factory(RemoteEchoService), routes=routes)

@@ -1,0 +1,204 @@
+"""Remote mode: the same test bodies with a plugin direct and remote (the remote end a second app instance served
+by uvicorn on 127.0.0.1, on the same test database), plus what only remote mode has (readiness of the upstream,
+deadline propagation, streaming pass-through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.settings import BUILTIN_PLUGINS
+from tests.app.echo_plugin import Cues, echo_plugin
+from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+@asynccontextmanager
+async def echo_apps(
+    mode: str, database_url: str, *, served_front: bool = False, **env: str
+) -> AsyncIterator[tuple[Any, Cues, dict[str, str]]]:
+    """(front app or its URL, the cues shared with the serving instance, a tenant)."""
+    cues = Cues()
+    base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
+    async with asgi_lifespan_or_served(
+        create_app(make_settings(database_url, **base), plugins=[echo_plugin(cues)]),
+        serve=(mode == "remote" or served_front),
+    ) as upstream:
+        front_env = {**base, **env, **(remote_env(("echo",), upstream) if mode == "remote" else {})}
+        if mode == "direct":
+            front = upstream
+        else:
+            front = create_app(make_settings(database_url, **front_env), plugins=[echo_plugin(Cues())])
+        async with asgi_lifespan_or_served(front, serve=served_front, reuse=(front is upstream)) as entry:
+            admin_app = entry if not isinstance(entry, str) else None
+            async with _admin_client(admin_app, entry) as admin:
+                tenant = await new_tenant(admin)
+            yield entry, cues, tenant
+
+
+@asynccontextmanager
+async def asgi_lifespan_or_served(app: Any, *, serve: bool, reuse: bool = False) -> AsyncIterator[Any]:
+    if reuse:
+        yield app
+    elif serve:
+        async with serve_app(app) as url:
+            yield url
+    else:
+        async with LifespanManager(app) as manager:
+            yield manager.app
+
+
+def _admin_client(app: Any | None, entry: Any) -> httpx.AsyncClient:
+    if app is not None:
+        return asgi_client(app, authorization=f"Bearer {ADMIN_KEY}")
+    return httpx.AsyncClient(base_url=entry, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+
+
+def tenant_client(entry: Any, tenant: dict[str, str]) -> httpx.AsyncClient:
+    if isinstance(entry, str):
+        return httpx.AsyncClient(base_url=entry, headers={"authorization": f"Bearer {tenant['api_key']}"})
+    return asgi_client(entry, authorization=f"Bearer {tenant['api_key']}")
+
+
+# --- parity: the same bodies, direct and remote -----------------------------------------------------------
+
+
+async def test_builtin_plugins_describe_the_same_in_both_modes(mode_api: httpx.AsyncClient, mode: str) -> None:
+    for name in BUILTIN_PLUGINS:
+        r = await mode_api.get(f"/api/v1/{name}/-/info")
+        assert r.status_code == 200, (name, r.text)
+        info = r.json()
+        assert info["plugin"] == name and info["mode"] == "direct"
+
+
+async def test_builtin_plugins_refuse_a_missing_key_the_same(mode_app: Any) -> None:
+    async with asgi_client(mode_app) as c:
+        r = await c.get("/api/v1/rag/-/info")
+    assert r.status_code == 401 and r.json()["type"] == "urn:faas:problem:unauthenticated"
+
+
+async def test_tenant_request_id_and_trace_reach_the_service(mode: str, database_url: str) -> None:
+    async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
+        r = await c.get("/api/v1/echo/whoami", headers={"x-request-id": "req-parity-1", "traceparent": TRACEPARENT})
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen["tenant_id"] == tenant["tenant_id"]
+    assert seen["request_id"] == "req-parity-1"
+    assert seen["trace_id"] == TRACE_ID
+    assert r.headers["x-request-id"] == "req-parity-1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "slug"),
+    [
+        ("not_found", 404, "not-found"),
+        ("conflict", 409, "conflict"),
+        ("invalid", 422, "invalid-input"),
+        ("rate_limited", 429, "rate-limited"),
+        ("unavailable", 503, "unavailable"),
+    ],
+)
+async def test_errors_come_back_as_the_same_problem(
+    mode: str, database_url: str, kind: str, status: int, slug: str
+) -> None:
+    async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
+        r = await c.post("/api/v1/echo/fail", json={"kind": kind, "detail": f"the {kind} detail"})
+    assert r.status_code == status
+    problem = r.json()
+    assert problem["type"] == f"urn:faas:problem:{slug}" and problem["detail"] == f"the {kind} detail"
+    assert problem["instance"] == "/api/v1/echo/fail"
+    if kind == "conflict":
+        assert problem["thing"] == "widget"
+
+
+async def test_validation_errors_name_the_field_in_both_modes(mode: str, database_url: str) -> None:
+    async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
+        r = await c.post("/api/v1/echo/fail", json={"kind": "nope", "detail": "x"})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["kind"]
+
+
+async def test_stream_passes_through_chunk_by_chunk(mode: str, database_url: str) -> None:
+    # Chunk 1 waits on a gate the test opens only after chunk 0 arrived: a buffering hop would hang here.
+    async with echo_apps(mode, database_url, served_front=True) as (url, cues, tenant), tenant_client(url, tenant) as c:
+        async with c.stream("GET", "/api/v1/echo/ticks", params={"n": 3}) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            chunks = r.aiter_raw()
+            async with asyncio.timeout(3):
+                first = await anext(chunks)
+            assert first == b"data: 0\n\n" and not cues.gate.is_set()
+            cues.gate.set()
+            rest = b"".join([c async for c in chunks])
+    assert rest == b"data: 1\n\ndata: 2\n\n"
+
+
+# --- remote only ----------------------------------------------------------------------------------------
+
+
+async def test_deadline_reaches_the_upstream_which_stops_work_past_it(database_url: str) -> None:
+    env = {"FAAS_ECHO_CLIENT_DEADLINE": "0.3", "FAAS_ECHO_CLIENT_TIMEOUT": "5"}
+    async with echo_apps("remote", database_url, **env) as (app, cues, tenant), tenant_client(app, tenant) as c:
+        seen = (await c.get("/api/v1/echo/whoami")).json()
+        assert 0 < seen["deadline_ms"] <= 300
+        started = time.monotonic()
+        r = await c.post("/api/v1/echo/sleep", params={"seconds": 2})
+        elapsed = time.monotonic() - started
+        assert r.status_code == 504 and r.json()["type"] == "urn:faas:problem:upstream-timeout"
+        assert elapsed < 1.0
+        await asyncio.sleep(0.1)
+    assert cues.sleeps_started == 1 and cues.sleeps_cancelled == 1 and cues.sleeps_finished == 0
+
+
+async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> None:
+    cues = Cues()
+    base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
+    upstream = create_app(make_settings(database_url, **base), plugins=[echo_plugin(cues)])
+    served = serve_app(upstream)
+    url = await served.__aenter__()
+    try:
+        front = create_app(
+            make_settings(database_url, **base, **remote_env(("echo",), url)), plugins=[echo_plugin(cues)]
+        )
+        async with LifespanManager(front) as m, asgi_client(m.app) as c:
+            r = await c.get("/health/ready")
+            assert r.status_code == 200, r.text
+            check = r.json()["checks"]["plugins"]["echo"]
+            assert check["ok"] is True and check["url"] == url and check["breaker"] == "closed"
+            await served.__aexit__(None, None, None)
+            served = None
+            r = await c.get("/health/ready")
+            assert r.status_code == 503
+            check = r.json()["checks"]["plugins"]["echo"]
+            assert check["ok"] is False and check["error"] == "ConnectError"
+    finally:
+        if served is not None:
+            await served.__aexit__(None, None, None)
+
+
+async def test_remote_mode_without_a_reachable_upstream_is_503_not_500(database_url: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, **remote_env(("rag",), dead), "FAAS_RAG_CLIENT_RETRIES": "1"}
+    env["FAAS_RAG_CLIENT_BACKOFF_BASE"] = "0.01"
+    async with LifespanManager(create_app(make_settings(database_url, **env))) as m:
+        async with asgi_client(m.app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            tenant = await new_tenant(admin)
+        async with asgi_client(m.app, authorization=f"Bearer {tenant['api_key']}") as c:
+            r = await c.get("/api/v1/rag/-/info")
+            metrics = (await c.get("/metrics")).text
+    assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:unavailable"
+    assert 'faas_client_attempts_total{method="GET",outcome="connect_error",upstream="rag"} 2.0' in metrics
+    assert 'faas_client_retries_total{reason="connect",upstream="rag"} 1.0' in metrics
