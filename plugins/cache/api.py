@@ -1,11 +1,164 @@
-"""HTTP endpoints of the cache plugin (mounted under /api/v1/cache)."""
+"""HTTP endpoints of the cache plugin (mounted under /api/v1/cache): they parse, call the service, and render.
+
+The `/-/...` routes come first: a namespace cannot start with `-`, so they never shadow an entry's path.
+"""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.auth import tenant_id
+from app.errors import NotFound
 from app.plugin_kit import describe_route
+from app.routing import Schema, api_route, empty_response, json_response, read_body
+from plugins.cache import codec
+from plugins.cache.schemas import (
+    CacheStats,
+    EntryPath,
+    EntryPublic,
+    EntryPut,
+    NamespacePath,
+    ResponseLookup,
+    ResponseLookupResult,
+    ResponseStore,
+)
+from plugins.cache.service import CacheService
+
+P = TypeVar("P", bound=Schema)
+
+
+def _service(request: Request) -> CacheService:
+    service: CacheService = request.state.services.cache
+    return service
+
+
+def _path(request: Request, model: type[P]) -> P:
+    try:
+        return model.model_validate(request.path_params)
+    except ValidationError as exc:
+        errors = [{"loc": ["path", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        # No entry can live at such a path, so it is not found; `errors` says which part and what is allowed.
+        raise NotFound("no cache entry can have this namespace or key", extra={"errors": errors}) from None
+
+
+async def get_entry(request: Request) -> Response:
+    p = _path(request, EntryPath)
+    entry = await _service(request).get_entry(tenant_id=tenant_id(request), namespace=p.namespace, key=p.key)
+    return codec.render(entry)
+
+
+async def put_entry(request: Request) -> Response:
+    p = _path(request, EntryPath)
+    body = await read_body(request, EntryPut)
+    entry = await _service(request).set_entry(
+        tenant_id=tenant_id(request), namespace=p.namespace, key=p.key, value=body.value, ttl_seconds=body.ttl_seconds
+    )
+    return codec.render(entry)
+
+
+async def delete_entry(request: Request) -> Response:
+    p = _path(request, EntryPath)
+    await _service(request).delete_entry(tenant_id=tenant_id(request), namespace=p.namespace, key=p.key)
+    return empty_response()
+
+
+async def clear_namespace(request: Request) -> Response:
+    p = _path(request, NamespacePath)
+    await _service(request).clear_namespace(tenant_id=tenant_id(request), namespace=p.namespace)
+    return empty_response()
+
+
+async def get_stats(request: Request) -> Response:
+    return json_response(await _service(request).stats(tenant_id=tenant_id(request)))
+
+
+async def lookup_response(request: Request) -> Response:
+    body = await read_body(request, ResponseLookup)
+    found = await _service(request).lookup_response(
+        tenant_id=tenant_id(request), request=body.request, semantic=body.semantic, threshold=body.threshold
+    )
+    if found is None:
+        return json_response(ResponseLookupResult(hit=False))
+    return codec.render(ResponseLookupResult(hit=True, response=found.response, similarity=found.similarity))
+
+
+async def store_response(request: Request) -> Response:
+    body = await read_body(request, ResponseStore)
+    await _service(request).store_response(
+        tenant_id=tenant_id(request),
+        request=body.request,
+        response=body.response,
+        ttl_seconds=body.ttl_seconds,
+        semantic=body.semantic,
+    )
+    return empty_response()
 
 
 def routes() -> list[BaseRoute]:
-    return [describe_route("cache")]
+    tags: dict[str, Any] = {"tags": ("cache",)}
+    return [
+        describe_route("cache"),
+        api_route("GET", "/-/stats", get_stats, "The tenant's cache hit and miss counts", response=CacheStats, **tags),
+        api_route(
+            "POST",
+            "/-/responses/lookup",
+            lookup_response,
+            "Look up a cached LLM response for a chat request (exact, then optionally semantic)",
+            body=ResponseLookup,
+            response=ResponseLookupResult,
+            errors=(422, 503),
+            **tags,
+        ),
+        api_route(
+            "POST",
+            "/-/responses",
+            store_response,
+            "Cache an LLM response for a chat request",
+            body=ResponseStore,
+            status=204,
+            errors=(422, 503),
+            **tags,
+        ),
+        api_route(
+            "GET",
+            "/{namespace}/{key}",
+            get_entry,
+            "Get a cached value",
+            response=EntryPublic,
+            errors=(404, 422),
+            **tags,
+        ),
+        api_route(
+            "PUT",
+            "/{namespace}/{key}",
+            put_entry,
+            "Set a cached value with a TTL",
+            body=EntryPut,
+            response=EntryPublic,
+            errors=(404, 413, 422),
+            **tags,
+        ),
+        api_route(
+            "DELETE",
+            "/{namespace}/{key}",
+            delete_entry,
+            "Delete a cached value",
+            status=204,
+            errors=(404, 422),
+            **tags,
+        ),
+        api_route(
+            "DELETE",
+            "/{namespace}",
+            clear_namespace,
+            "Clear a namespace at once",
+            status=204,
+            errors=(404, 422),
+            **tags,
+        ),
+    ]

@@ -1,24 +1,229 @@
-"""The prompts service interface and its direct (in-process) implementation."""
+"""The prompts service interface and its direct (in-process) implementation.
+
+Versions are immutable, so a compiled template is cached per replica under (tenant, prompt id, version):
+the prompt id is new for every created prompt, so a prompt deleted and created again under the same name
+never reuses an old entry. Labels move, so they are resolved in the database on every render.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections import OrderedDict
+from typing import Any, Protocol
 
+from app.errors import InvalidInput, NotFound
 from app.plugin_kit import LocalDescription, PluginInfo
 from app.plugins import PluginContext
+from plugins.prompts.sandbox import PromptSandbox
+from plugins.prompts.schemas import (
+    LATEST,
+    ChatPromptCreate,
+    LabelPublic,
+    ModelConfig,
+    PromptCreate,
+    PromptList,
+    PromptPublic,
+    PromptSummary,
+    RenderOut,
+    TextPromptCreate,
+    VersionCreate,
+    VersionPublic,
+)
+from plugins.prompts.store import PromptRow, PromptsStore, VersionRow
+from plugins.prompts.templates import CompiledPrompt, compile_prompt, render_prompt
+
+COMPILED_CACHE_SIZE = 512
 
 
 class PromptsService(Protocol):
-    """What the prompts plugin offers to endpoints and to other plugins, in either mode."""
+    """What the prompts plugin offers to endpoints and to other plugins, in either mode.
+
+    Every method is scoped to `tenant_id`; another tenant's prompt answers NotFound.
+    """
 
     async def describe(self) -> PluginInfo:
         """Name, version, mode and capabilities of the deployment that serves prompts."""
         ...
 
+    async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
+        """Create a prompt with its version 1 (Conflict if the name is taken, TemplateRefused if it is invalid)."""
+        ...
+
+    async def list_prompts(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> PromptList:
+        """Prompts by name, a page at a time."""
+        ...
+
+    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
+        """The prompt with its labels and every version, newest first."""
+        ...
+
+    async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
+        """Append a new immutable version; `latest` moves to it, other labels only if listed."""
+        ...
+
+    async def move_label(self, *, tenant_id: str, name: str, label: str, version: int) -> LabelPublic:
+        """Point `label` at `version` (creating the label). `latest` cannot be moved."""
+        ...
+
+    async def delete_prompt(self, *, tenant_id: str, name: str) -> None:
+        """Delete the prompt with its versions and labels."""
+        ...
+
+    async def render(
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        label: str | None = None,
+        version: int | None = None,
+        variables: dict[str, Any],
+        strict: bool = True,
+    ) -> RenderOut:
+        """Render a version (by number, or by label; neither means `latest`) with `variables`.
+
+        TemplateVariablesError (400) names missing variables, and unknown ones unless `strict` is False
+        (then they are listed in `unknown_variables`). TemplateRefused (422) when the sandbox stops the template,
+        RenderLimitExceeded (422) past the output size or time limit.
+        """
+        ...
+
+
+def _version(row: VersionRow) -> VersionPublic:
+    return VersionPublic(
+        version=row.version,
+        template=row.template,
+        variables=row.variables,
+        config=None if row.config is None else ModelConfig.model_validate(row.config),
+        commit_message=row.commit_message,
+        created_at=row.created_at,
+    )
+
+
+def _summary(row: PromptRow) -> PromptSummary:
+    return PromptSummary(
+        name=row.name,
+        type=row.type,  # type: ignore[arg-type]
+        syntax=row.syntax,  # type: ignore[arg-type]
+        latest_version=row.latest_version,
+        labels=row.labels,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
 
 class DirectPromptsService:
     def __init__(self, ctx: PluginContext) -> None:
-        self._description = LocalDescription("prompts", (), ())
+        self.store = PromptsStore(ctx.db)
+        self.db = ctx.db
+        self.env = PromptSandbox()
+        self._description = LocalDescription("prompts", (), ("text", "chat", "syntax:simple", "syntax:jinja2"))
+        self._compiled: OrderedDict[tuple[str, str, int], CompiledPrompt] = OrderedDict()
 
     async def describe(self) -> PluginInfo:
         return await self._description.describe()
+
+    def _compile(self, *, type: str, syntax: str, template: Any) -> CompiledPrompt:
+        raw = template if isinstance(template, str) else [m.model_dump() for m in template]
+        return compile_prompt(self.env, type=type, syntax=syntax, template=raw)
+
+    async def _append(
+        self, *, tenant_id: str, prompt: PromptRow, body: VersionCreate | TextPromptCreate | ChatPromptCreate
+    ) -> int:
+        compiled = self._compile(type=prompt.type, syntax=prompt.syntax, template=body.template)
+        for label in body.labels:
+            _check_label(label)
+        async with self.db.transaction():
+            number = await self.store.insert_version(
+                tenant_id=tenant_id,
+                prompt_id=prompt.id,
+                template=body.template if isinstance(body.template, str) else [m.model_dump() for m in body.template],
+                variables=compiled.variables,
+                config=None if body.config is None else body.config.model_dump(exclude_none=True),
+                commit_message=body.commit_message,
+            )
+            for label in body.labels:
+                await self.store.set_label(tenant_id=tenant_id, prompt_id=prompt.id, label=label, version=number)
+        return number
+
+    async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
+        new = prompt.root
+        # Compile before inserting anything, so a refused template leaves no empty prompt behind.
+        self._compile(type=new.type, syntax=new.syntax, template=new.template)
+        async with self.db.transaction():
+            await self.store.insert_prompt(tenant_id=tenant_id, name=new.name, type=new.type, syntax=new.syntax)
+            row = await self.store.get_prompt(tenant_id=tenant_id, name=new.name)
+            await self._append(tenant_id=tenant_id, prompt=row, body=new)
+        return await self.get_prompt(tenant_id=tenant_id, name=new.name)
+
+    async def list_prompts(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> PromptList:
+        page = await self.store.list_prompts(tenant_id=tenant_id, limit=limit, cursor=cursor)
+        return PromptList(data=[_summary(r) for r in page.items], next_cursor=page.next_cursor)
+
+    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
+        row = await self.store.get_prompt(tenant_id=tenant_id, name=name)
+        versions = await self.store.list_versions(tenant_id=tenant_id, prompt_id=row.id)
+        return PromptPublic(**_summary(row).model_dump(), versions=[_version(v) for v in versions])
+
+    async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
+        row = await self.store.get_prompt(tenant_id=tenant_id, name=name)
+        number = await self._append(tenant_id=tenant_id, prompt=row, body=version)
+        created = await self.store.get_version(tenant_id=tenant_id, prompt_id=row.id, version=number)
+        assert created is not None
+        return _version(created)
+
+    async def move_label(self, *, tenant_id: str, name: str, label: str, version: int) -> LabelPublic:
+        _check_label(label)
+        row = await self.store.get_prompt(tenant_id=tenant_id, name=name)
+        if not await self.store.set_label(tenant_id=tenant_id, prompt_id=row.id, label=label, version=version):
+            raise NotFound(f"prompt {name!r} has no version {version} (latest is {row.latest_version})")
+        return LabelPublic(name=name, label=label, version=version)
+
+    async def delete_prompt(self, *, tenant_id: str, name: str) -> None:
+        await self.store.delete_prompt(tenant_id=tenant_id, name=name)
+
+    async def render(
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        label: str | None = None,
+        version: int | None = None,
+        variables: dict[str, Any],
+        strict: bool = True,
+    ) -> RenderOut:
+        row = await self.store.get_prompt(tenant_id=tenant_id, name=name)
+        if version is None:
+            label = label or LATEST
+            if label not in row.labels:
+                raise NotFound(f"prompt {name!r} has no label {label!r} (labels: {', '.join(sorted(row.labels))})")
+            version = row.labels[label]
+        found = await self.store.get_version(tenant_id=tenant_id, prompt_id=row.id, version=version)
+        if found is None:
+            raise NotFound(f"prompt {name!r} has no version {version} (latest is {row.latest_version})")
+        compiled = self._cached(tenant_id, row, found)
+        out = await render_prompt(compiled, variables, strict=strict)
+        return RenderOut(
+            name=name,
+            version=found.version,
+            type=row.type,  # type: ignore[arg-type]
+            text=out.text,
+            messages=out.messages,  # type: ignore[arg-type]
+            config=None if found.config is None else ModelConfig.model_validate(found.config),
+            unknown_variables=out.unknown,
+        )
+
+    def _cached(self, tenant_id: str, row: PromptRow, found: VersionRow) -> CompiledPrompt:
+        key = (tenant_id, row.id, found.version)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_prompt(self.env, type=row.type, syntax=row.syntax, template=found.template)
+            self._compiled[key] = compiled
+            while len(self._compiled) > COMPILED_CACHE_SIZE:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(key)
+        return compiled
+
+
+def _check_label(label: str) -> None:
+    if label == LATEST:
+        raise InvalidInput("the label `latest` always points at the newest version and cannot be moved")

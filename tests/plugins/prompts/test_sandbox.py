@@ -1,0 +1,79 @@
+"""The Jinja2 sandbox refuses known escapes, whether visible in the template (refused when it is saved) or
+reached through variable values at render time (refused when it is rendered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+URL = "/api/v1/prompts"
+REFUSED = "urn:faas:problem:template-refused"
+
+SAVED_ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ self }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'] }}",
+    "{{ x['__class__'] }}",
+    "{{ x|attr('__class__') }}",
+    "{{ x|map(attribute='__class__')|list }}",
+    "{{ x|selectattr('__class__')|list }}",
+    "{{ '%s' | format(x) }}",
+    "{{ _ }}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+    "{% include 'x.html' %}",
+    "{% import 'os' as os %}",
+    "{% extends 'base' %}",
+    "{{ x|pprint }}",
+    "{% if %}",
+]
+RENDERED_ESCAPES: list[tuple[str, dict[str, Any]]] = [
+    ("{{ '{0.__class__.__mro__}'.format(x) }}", {"x": 1}),
+    ("{{ s.format(x) }}", {"s": "{0.__class__}", "x": 1}),
+    ("{{ s.format_map(x) }}", {"s": "{a.__class__}", "x": {"a": 1}}),
+    ("{{ '%s' % x }}", {"x": 1}),
+    ("{{ x[k] }}", {"x": "abc", "k": "__class__"}),
+    ("{{ x|map(attribute=k)|list }}", {"x": ["a"], "k": "__class__"}),
+    ("{{ x.pop() }}", {"x": [1, 2]}),
+    ("{{ x.update(y) }}", {"x": {}, "y": {"a": 1}}),
+    ("{{ x.center(10000000) }}", {"x": "a"}),
+    ("{{ 2 ** 100000 }}", {}),
+]
+
+
+@pytest.mark.parametrize("template", SAVED_ESCAPES)
+async def test_escape_in_the_template_is_refused_when_saved(api: httpx.AsyncClient, template: str) -> None:
+    r = await api.post(URL, json={"name": "evil", "template": template, "syntax": "jinja2"})
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == REFUSED
+    assert (await api.get(f"{URL}/evil")).status_code == 404
+    # A chat prompt's messages are checked the same way, and the error says which message.
+    messages = [{"role": "system", "content": "fine"}, {"role": "user", "content": template}]
+    r = await api.post(URL, json={"name": "evil", "template": messages, "type": "chat", "syntax": "jinja2"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("message 2 (user)")
+
+
+@pytest.mark.parametrize(("template", "variables"), RENDERED_ESCAPES)
+async def test_escape_through_values_is_refused_when_rendered(
+    api: httpx.AsyncClient, template: str, variables: dict[str, Any]
+) -> None:
+    r = await api.post(URL, json={"name": "evil", "template": template, "syntax": "jinja2"})
+    assert r.status_code in (201, 422), r.text
+    if r.status_code == 201:
+        r = await api.post(f"{URL}/evil/render", json={"variables": variables})
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] in (REFUSED, "urn:faas:problem:render-limit")
+    assert "<class" not in r.text  # nothing of Python's object model leaks into the answer
+
+
+async def test_globals_are_gone(api: httpx.AsyncClient) -> None:
+    for name in ("range", "cycler", "joiner", "namespace", "lipsum", "dict"):
+        r = await api.post(URL, json={"name": name, "template": f"{{{{ {name} }}}}", "syntax": "jinja2"})
+        assert r.status_code == 201
+        # The name is just an ordinary (missing) variable: nothing from Python is behind it.
+        assert (await api.get(f"{URL}/{name}")).json()["versions"][0]["variables"] == [name]
+        r = await api.post(f"{URL}/{name}/render", json={"variables": {}})
+        assert r.status_code == 400 and r.json()["missing"] == [name]
