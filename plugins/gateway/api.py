@@ -1,11 +1,121 @@
-"""HTTP endpoints of the gateway plugin (mounted under /api/v1/gateway)."""
+"""Platform endpoints of the gateway (mounted under /api/v1/gateway): chat, generate, usage, tenant policy.
+
+These speak the platform's dialect (strict schemas, RFC 9457 problems); the OpenAI dialect lives in
+`openai_api.py`. Endpoints only parse, call the service interface and render.
+"""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.auth import tenant_id
 from app.plugin_kit import describe_route
+from app.routing import api_route, json_response, read_body, read_query
+from plugins.gateway.schemas import (
+    ChatIn,
+    ChatOut,
+    GenerateIn,
+    GenerateOut,
+    PolicyIn,
+    PolicyPublic,
+    UsageList,
+    UsageQuery,
+)
+from plugins.gateway.service import GatewayService
+from plugins.gateway.wire import dumps
+
+_CALL_ERRORS = (404, 429, 502, 503, 504)
+
+
+def _render(out: BaseModel) -> Response:
+    # Client text may hold lone surrogates (legal JSON escapes); `wire.dumps` writes them back as escapes.
+    return Response(dumps(out.model_dump(mode="json")), media_type="application/json")
+
+
+def _service(request: Request) -> GatewayService:
+    service: GatewayService = request.state.services.gateway
+    return service
+
+
+async def create_chat(request: Request) -> Response:
+    """One assistant message (text and/or tool calls) for OpenAI-style messages."""
+    body = await read_body(request, ChatIn)
+    return _render(await _service(request).chat(tenant_id=tenant_id(request), request=body))
+
+
+async def create_generation(request: Request) -> Response:
+    """Text for one prompt."""
+    body = await read_body(request, GenerateIn)
+    return _render(await _service(request).generate(tenant_id=tenant_id(request), request=body))
+
+
+async def list_usage(request: Request) -> Response:
+    """This tenant's usage ledger aggregated by UTC day and model (paginated)."""
+    query = read_query(request, UsageQuery)
+    return json_response(await _service(request).usage(tenant_id=tenant_id(request), query=query))
+
+
+async def get_policy(request: Request) -> Response:
+    """A tenant's gateway policy (admin)."""
+    return json_response(await _service(request).get_policy(tenant_id=request.path_params["tenant_id"]))
+
+
+async def update_policy(request: Request) -> Response:
+    """Set a tenant's allowed models, RPM, TPM and monthly budget (admin); null means unlimited."""
+    body = await read_body(request, PolicyIn)
+    service = _service(request)
+    return json_response(await service.update_policy(tenant_id=request.path_params["tenant_id"], policy=body))
 
 
 def routes() -> list[BaseRoute]:
-    return [describe_route("gateway")]
+    tags = ("gateway",)
+    return [
+        describe_route("gateway"),
+        api_route(
+            "POST",
+            "/chat",
+            create_chat,
+            "Chat completion (platform shape)",
+            body=ChatIn,
+            response=ChatOut,
+            tags=tags,
+            errors=_CALL_ERRORS,
+        ),
+        api_route(
+            "POST",
+            "/generate",
+            create_generation,
+            "Generate text from a prompt",
+            body=GenerateIn,
+            response=GenerateOut,
+            tags=tags,
+            errors=_CALL_ERRORS,
+        ),
+        api_route(
+            "GET", "/usage", list_usage, "Usage by day and model", query=UsageQuery, response=UsageList, tags=tags
+        ),
+        api_route(
+            "GET",
+            "/tenants/{tenant_id}/policy",
+            get_policy,
+            "Get a tenant's gateway policy",
+            response=PolicyPublic,
+            auth="admin",
+            tags=tags,
+            errors=(404,),
+        ),
+        api_route(
+            "PUT",
+            "/tenants/{tenant_id}/policy",
+            update_policy,
+            "Set a tenant's gateway policy",
+            body=PolicyIn,
+            response=PolicyPublic,
+            auth="admin",
+            tags=tags,
+            errors=(404,),
+        ),
+    ]

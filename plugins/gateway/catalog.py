@@ -1,0 +1,241 @@
+"""Which public model names exist and which provider deployments serve each one.
+
+The map comes from `FAAS_GATEWAY_CONFIG` (YAML or JSON) when set; otherwise from the environment: with
+`OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL`) every model the upstream lists is served under its own
+name, likewise `ANTHROPIC_API_KEY`; those lists are fetched lazily and kept for a short TTL. The local
+embedding model is always there, and the `mock` chat model is there when no provider is configured, so a fresh
+install works offline. A bad file stops start-up with one line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.settings import ConfigError, Secret
+
+Provider = Literal["openai", "anthropic", "mock", "local"]
+Kind = Literal["chat", "embeddings"]
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+MOCK_MODEL = "mock-1"
+OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way to serve a public model: a provider, its model name, where, with which key."""
+
+    id: str
+    provider: Provider
+    model: str
+    base_url: str = ""
+    api_key: Secret | None = field(default=None, repr=False)
+    weight: float = 1.0
+    timeout: float = 60.0
+    input_cost_per_mtok: float = 0.0
+    output_cost_per_mtok: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_cost_per_mtok + completion_tokens * self.output_cost_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: Kind
+    deployments: tuple[Deployment, ...]
+    owned_by: str = "faas"
+
+
+class _DeploymentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Provider
+    model: str | None = Field(default=None, description="the provider's model name (default: the public name)")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    input_cost_per_mtok: float = Field(default=0.0, ge=0)
+    output_cost_per_mtok: float = Field(default=0.0, ge=0)
+    name: str | None = None
+
+
+class _ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Kind = "chat"
+    deployments: list[_DeploymentSpec] = Field(min_length=1)
+
+
+class _FileSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: dict[str, _ModelSpec] = Field(min_length=1)
+
+
+def _read(path: Path) -> Any:
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    import yaml  # lazy: only a YAML config needs it
+
+    return yaml.safe_load(text)
+
+
+def load_file(path: Path, environ: Mapping[str, str]) -> dict[str, ModelEntry]:
+    var = "FAAS_GATEWAY_CONFIG"
+    try:
+        spec = _FileSpec.model_validate(_read(path))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{var}={path}: {where}: {err['msg']} (see the gateway section of the README)") from None
+    except Exception as exc:
+        raise ConfigError(f"{var}={path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    entries: dict[str, ModelEntry] = {}
+    for name, model in spec.models.items():
+        deps = []
+        for i, d in enumerate(model.deployments):
+            key: Secret | None = None
+            if d.api_key_env:
+                value = environ.get(d.api_key_env)
+                if not value:
+                    raise ConfigError(
+                        f"{var}={path}: models.{name}.deployments.{i} takes its key from {d.api_key_env}, "
+                        "which is not set: set it, or remove api_key_env"
+                    )
+                key = Secret(value)
+            if d.provider == "openai" and not (d.base_url or key):
+                raise ConfigError(
+                    f"{var}={path}: models.{name}.deployments.{i} needs base_url or api_key_env for provider openai"
+                )
+            if d.provider == "local" and model.kind != "embeddings":
+                raise ConfigError(f"{var}={path}: models.{name}: provider local serves kind: embeddings only")
+            base = d.base_url or (OPENAI_DEFAULT_BASE if d.provider == "openai" else "")
+            if d.provider == "anthropic":
+                base = d.base_url or ANTHROPIC_DEFAULT_BASE
+            deps.append(
+                Deployment(
+                    id=d.name or f"{name}#{i}",
+                    provider=d.provider,
+                    model=d.model or name,
+                    base_url=base.rstrip("/"),
+                    api_key=key,
+                    weight=d.weight,
+                    timeout=d.timeout_seconds,
+                    input_cost_per_mtok=d.input_cost_per_mtok,
+                    output_cost_per_mtok=d.output_cost_per_mtok,
+                )
+            )
+        entries[name] = ModelEntry(name=name, kind=model.kind, deployments=tuple(deps))
+    return entries
+
+
+def builtin_entries(*, with_mock: bool) -> dict[str, ModelEntry]:
+    out = {
+        LOCAL_EMBEDDING_MODEL: ModelEntry(
+            LOCAL_EMBEDDING_MODEL,
+            "embeddings",
+            (Deployment(id="local", provider="local", model=LOCAL_EMBEDDING_MODEL),),
+            owned_by="local",
+        )
+    }
+    if with_mock:
+        out[MOCK_MODEL] = ModelEntry(
+            MOCK_MODEL, "chat", (Deployment(id="mock", provider="mock", model=MOCK_MODEL),), owned_by="mock"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """A provider configured by environment variables alone: its models are listed by the provider."""
+
+    template: Deployment
+
+    def entry(self, model: str) -> ModelEntry:
+        kind: Kind = "embeddings" if "embed" in model else "chat"
+        dep = Deployment(
+            id=f"{self.template.provider}:{model}",
+            provider=self.template.provider,
+            model=model,
+            base_url=self.template.base_url,
+            api_key=self.template.api_key,
+            timeout=self.template.timeout,
+        )
+        return ModelEntry(model, kind, (dep,), owned_by=self.template.provider)
+
+
+def env_sources(environ: Mapping[str, str]) -> list[Source]:
+    sources = []
+    if environ.get("OPENAI_API_KEY"):
+        base = (environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE).rstrip("/")
+        sources.append(Source(Deployment("openai", "openai", "", base, Secret(environ["OPENAI_API_KEY"]))))
+    if environ.get("ANTHROPIC_API_KEY"):
+        base = (environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_DEFAULT_BASE).rstrip("/")
+        sources.append(Source(Deployment("anthropic", "anthropic", "", base, Secret(environ["ANTHROPIC_API_KEY"]))))
+    return sources
+
+
+Lister = Callable[[Deployment], Awaitable[list[str]]]
+
+
+class Catalog:
+    """Static entries plus models discovered from env-configured providers (re-listed after `ttl` seconds).
+
+    The discovered lists are a per-replica cache with a short TTL, never a source of truth: a failed listing
+    keeps the last good one.
+    """
+
+    def __init__(
+        self, static: dict[str, ModelEntry], sources: list[Source], lister: Lister, *, ttl: float = 300.0
+    ) -> None:
+        self._static = static
+        self._sources = sources
+        self._lister = lister
+        self._ttl = ttl
+        self._discovered: dict[str, ModelEntry] = {}
+        self._listed_at = -1e18
+
+    async def _refresh(self) -> None:
+        if not self._sources or time.monotonic() - self._listed_at < self._ttl:
+            return
+        self._listed_at = time.monotonic()
+        found: dict[str, ModelEntry] = {}
+        for src in self._sources:
+            try:
+                names = await self._lister(src.template)
+            except Exception:
+                # Keep serving what was listed before; the next call after the TTL tries again.
+                found.update({k: v for k, v in self._discovered.items() if v.owned_by == src.template.provider})
+                continue
+            for name in names:
+                found.setdefault(name, src.entry(name))
+        self._discovered = found
+
+    async def get(self, name: str) -> ModelEntry | None:
+        entry = self._static.get(name)
+        if entry is not None:
+            return entry
+        await self._refresh()
+        return self._discovered.get(name)
+
+    async def all(self) -> list[ModelEntry]:
+        await self._refresh()
+        merged = {**self._discovered, **self._static}
+        return [merged[k] for k in sorted(merged)]
+
+
+def build_catalog(config: Path | None, environ: Mapping[str, str], lister: Lister, *, ttl: float = 300.0) -> Catalog:
+    if config is not None:
+        static = load_file(config, environ)
+        for name, entry in builtin_entries(with_mock=False).items():
+            static.setdefault(name, entry)
+        return Catalog(static, [], lister)
+    sources = env_sources(environ)
+    return Catalog(builtin_entries(with_mock=not sources), sources, lister, ttl=ttl)

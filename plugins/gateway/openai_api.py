@@ -1,0 +1,142 @@
+"""The OpenAI-compatible routes (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) at their own paths.
+
+They speak OpenAI's dialect end to end, errors included: every failure on these paths, authentication too,
+renders as `{"error": {"message", "type", "param", "code"}}` with the status OpenAI would use, so the official
+SDKs raise their usual exception classes. Streaming answers are server-sent events; the first chunk is taken
+before the response starts, so a failure that early is still a proper HTTP error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, request_response
+
+from app.auth import tenant_id
+from app.errors import PROBLEM_MEDIA_TYPE, ServiceError
+from app.routing import ApiRoute, Endpoint, Operation, read_body
+from plugins.gateway.schemas import ChatCompletionIn, EmbeddingsIn, ModelList, OpenAIResponse
+from plugins.gateway.service import GatewayService
+from plugins.gateway.wire import dumps
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_CODES = {401: "invalid_api_key", 403: "permission_denied", 404: "not_found"}
+
+
+def openai_error(exc: ServiceError) -> Response:
+    status = 400 if exc.status == 422 else exc.status  # OpenAI answers 400 for a body that fails validation
+    message = exc.detail
+    param: str | None = exc.extra.get("param")
+    errors = exc.extra.get("errors")
+    if errors:
+        first = errors[0]
+        param = ".".join(first["loc"]) or None
+        details = "; ".join(".".join(e["loc"]) + ": " + e["msg"] for e in errors[:5])
+        message = f"{exc.detail}: {details}"
+    # The OpenAI `error` object beside the RFC 9457 members (hence the problem media type): the SDKs read the
+    # former whatever the content type, and a remote gateway client rebuilds the same ServiceError from the latter.
+    body = exc.to_problem()
+    body["error"] = {
+        "message": message,
+        "type": _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
+        "param": param,
+        "code": exc.extra.get("code") or _CODES.get(exc.status) or exc.slug,
+    }
+    return Response(dumps(body), status_code=status, headers=exc.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _openai_errors(endpoint: Endpoint) -> Endpoint:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ServiceError as exc:
+            return openai_error(exc)
+
+    wrapped.__name__ = endpoint.__name__
+    wrapped.__doc__ = endpoint.__doc__
+    return wrapped
+
+
+class OpenAIRoute(ApiRoute):
+    """An ApiRoute whose errors, authentication included, are OpenAI-shaped rather than problem+json."""
+
+    def __init__(self, path: str, endpoint: Endpoint, *, method: str, operation: Operation) -> None:
+        super().__init__(path, endpoint, method=method, operation=operation)
+        self.app = request_response(_openai_errors(self.endpoint))
+
+
+def _service(request: Request) -> GatewayService:
+    service: GatewayService = request.state.services.gateway
+    return service
+
+
+async def create_chat_completion(request: Request) -> Response:
+    """OpenAI chat completions: non-streaming, or server-sent events with `stream: true`. Tools are supported;
+    `stream_options.include_usage` adds the usage chunk. The optional `cache` field (`{"mode": "exact"|"semantic",
+    "ttl_seconds"}`, via the SDK's `extra_body`) serves a stored answer at no cost."""
+    body = await read_body(request, ChatCompletionIn)
+    service = _service(request)
+    tenant = tenant_id(request)
+    if not body.stream:
+        result = await service.completion(tenant_id=tenant, request=body)
+        headers = {"x-cache": "hit"} if result.get("cached") else None
+        return Response(dumps(result), media_type="application/json", headers=headers)
+    events = await service.stream(tenant_id=tenant, request=body)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+    )
+
+
+async def create_embeddings(request: Request) -> Response:
+    """OpenAI embeddings (`encoding_format` float or base64). Without a provider configured, the local
+    all-MiniLM-L6-v2 model (384 dimensions) answers."""
+    body = await read_body(request, EmbeddingsIn)
+    result = await _service(request).embeddings(tenant_id=tenant_id(request), request=body)
+    return Response(dumps(result), media_type="application/json")
+
+
+async def list_models(request: Request) -> Response:
+    """The models this tenant may use."""
+    models = await _service(request).list_models(tenant_id=tenant_id(request))
+    return Response(models.model_dump_json(), media_type="application/json")
+
+
+def _route(method: str, path: str, endpoint: Endpoint, summary: str, **kw: Any) -> BaseRoute:
+    op = Operation(summary=summary, tags=("openai",), errors=(404, 429, 502, 503, 504), **kw)
+    return OpenAIRoute(path, endpoint, method=method, operation=op)
+
+
+def root_routes() -> list[BaseRoute]:
+    sse = {"text/event-stream": {"type": "string", "description": "OpenAI chat.completion.chunk events"}}
+    return [
+        _route(
+            "POST",
+            "/v1/chat/completions",
+            create_chat_completion,
+            "OpenAI-compatible chat completion",
+            body=ChatCompletionIn,
+            response=OpenAIResponse,
+            content=sse,
+        ),
+        _route(
+            "POST",
+            "/v1/embeddings",
+            create_embeddings,
+            "OpenAI-compatible embeddings",
+            body=EmbeddingsIn,
+            response=OpenAIResponse,
+        ),
+        _route("GET", "/v1/models", list_models, "Models this tenant may use", response=ModelList),
+    ]

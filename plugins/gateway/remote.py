@@ -1,0 +1,120 @@
+"""The gateway service over HTTP: the same interface, served by the deployment at FAAS_GATEWAY_URL.
+
+Chat, streaming and embeddings go to that deployment's OpenAI-compatible routes (their error bodies also carry
+the problem members, so the same ServiceError comes back); chat, generate and usage to the platform routes.
+Each call names its tenant in the signed X-Tenant-ID header, so limits and the ledger apply to that tenant.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from app.errors import Unavailable
+from app.http_client import raise_for_problem
+from app.remote import RemoteService
+from plugins.gateway.schemas import (
+    ChatCompletionIn,
+    ChatIn,
+    ChatOut,
+    EmbeddingsIn,
+    GenerateIn,
+    GenerateOut,
+    ModelList,
+    PolicyIn,
+    PolicyPublic,
+    UsageList,
+    UsageQuery,
+)
+
+
+class RemoteGatewayService(RemoteService):
+    """`GatewayService` in remote mode; `describe()` and `ready()` come from `RemoteService`."""
+
+    def _as(self, tenant_id: str) -> dict[str, str]:
+        return self.headers({"X-Tenant-ID": tenant_id})
+
+    async def _root(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
+        response = await self.client.request(method, path, json_data=body, headers=self._as(tenant_id))
+        return orjson.loads(raise_for_problem(response).content)
+
+    async def list_models(self, *, tenant_id: str) -> ModelList:
+        return ModelList.model_validate(await self._root("GET", "/v1/models", tenant_id))
+
+    async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
+        body = request.model_dump(mode="json", exclude_none=True)
+        body["stream"] = False
+        result: dict[str, Any] = await self._root("POST", "/v1/chat/completions", tenant_id, body)
+        return result
+
+    # The interface's `stream` shadows RemoteService's generic streaming helper, which this class does not use.
+    async def stream(  # type: ignore[override]
+        self, *, tenant_id: str, request: ChatCompletionIn
+    ) -> AsyncIterator[bytes]:
+        body = request.model_dump(mode="json", exclude_none=True)
+        body["stream"] = True
+        chunks = self.client.stream("POST", "/v1/chat/completions", json_data=body, headers=self._as(tenant_id))
+        # Take the first chunk now, so that a failure before any byte raises here, as in direct mode.
+        first = await anext(chunks)
+        return _chain(first, chunks)
+
+    async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
+        return await self.call(
+            "POST",
+            "/chat",
+            ChatOut,
+            body=request.model_dump(mode="json", exclude_none=True),
+            headers={"X-Tenant-ID": tenant_id},
+        )
+
+    async def generate(self, *, tenant_id: str, request: GenerateIn) -> GenerateOut:
+        return await self.call(
+            "POST",
+            "/generate",
+            GenerateOut,
+            body=request.model_dump(mode="json", exclude_none=True),
+            headers={"X-Tenant-ID": tenant_id},
+        )
+
+    async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
+        result: dict[str, Any] = await self._root(
+            "POST", "/v1/embeddings", tenant_id, request.model_dump(mode="json", exclude_none=True)
+        )
+        return result
+
+    async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        # base64 is a quarter of the bytes of a JSON float list, and exact.
+        result = await self.embeddings(
+            tenant_id=tenant_id, request=EmbeddingsIn(model=model, input=list(texts), encoding_format="base64")
+        )
+        import numpy as np
+
+        items = sorted(result["data"], key=lambda d: d["index"])
+        return [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4").tolist() for d in items]
+
+    async def usage(self, *, tenant_id: str, query: UsageQuery) -> UsageList:
+        return await self.call("GET", "/usage", UsageList, params=query, headers={"X-Tenant-ID": tenant_id})
+
+    async def get_policy(self, *, tenant_id: str) -> PolicyPublic:
+        raise Unavailable(
+            "tenant policies are managed on the gateway deployment (FAAS_GATEWAY_URL), with the admin key"
+        )
+
+    async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
+        raise Unavailable(
+            "tenant policies are managed on the gateway deployment (FAAS_GATEWAY_URL), with the admin key"
+        )
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,208 @@
+"""Request and response types of the gateway: the OpenAI-compatible wire shapes and the platform routes.
+
+The OpenAI shapes accept fields this module does not name (`extra="allow"`): a client may send any parameter
+the OpenAI API knows (`seed`, `logit_bias`, `response_format`...) and it is passed to an OpenAI-compatible
+upstream untouched. The platform types (`ChatIn`, `GenerateIn`, policy, usage) are strict like every other
+schema of the platform.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+from app.pagination import CURSOR_PATTERN
+from app.routing import Schema
+
+_NUMERIC = {int, float, int | None, float | None}
+
+
+class Numbers(BaseModel):
+    """JSON numbers only for number fields: `true` is not 1 and "5" is not 5 (pydantic's lax mode says they are),
+    while 12.0 is still the integer 12, as JSON Schema has it."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and field.annotation in _NUMERIC and value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("must be a JSON number")
+        return value
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_date)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class CacheOptions(Numbers, Schema):
+    """Ask the gateway to serve a stored response (the cache plugin) and to store this one."""
+
+    mode: Literal["exact", "semantic"] = "exact"
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
+    threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="semantic similarity needed")
+
+
+class OpenAIBody(BaseModel):
+    """Base of the OpenAI request shapes: unknown fields are kept for the upstream."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(OpenAIBody):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(OpenAIBody):
+    include_usage: bool = Field(default=False, strict=True)
+
+
+class ChatCompletionIn(Numbers, OpenAIBody):
+    """`POST /v1/chat/completions` as the OpenAI API defines it, plus the optional `cache` extension."""
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = Field(default=False, strict=True)
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
+    cache: CacheOptions | None = None
+
+
+class EmbeddingsIn(Numbers, OpenAIBody):
+    """`POST /v1/embeddings`. `model` may be omitted on the platform: the local model then answers."""
+
+    model: str | None = Field(default=None, max_length=200)
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] = Field(
+        description="a string or a list of strings (token arrays are not accepted)"
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(
+        default=None, ge=1, le=8192, description="output length (the local model shortens or zero-pads its 384)"
+    )
+
+
+class ModelCard(Schema):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class ModelList(Schema):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIResponse(BaseModel):
+    """Documents an OpenAI-shaped response body (chat completion, embeddings list)."""
+
+    model_config = ConfigDict(extra="allow")
+    object: str
+    model: str
+
+
+# ---- platform routes -------------------------------------------------------------------------------------
+
+
+class Usage(Schema):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatIn(Numbers, Schema):
+    """`POST /api/v1/gateway/chat`: OpenAI messages in, one assistant message out."""
+
+    model: str = Field(default="mock-1", min_length=1, max_length=200)
+    messages: list[dict[str, Any]] = Field(min_length=1, description="OpenAI chat messages")
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    stop: list[str] | None = None
+    cache: CacheOptions | None = None
+
+
+class ChatOut(Schema):
+    id: str
+    model: str
+    message: dict[str, Any] = Field(description="the assistant message (content and/or tool_calls)")
+    finish_reason: str | None
+    usage: Usage
+    cached: bool = False
+
+
+class GenerateIn(Numbers, Schema):
+    """`POST /api/v1/gateway/generate`: one prompt in, text out."""
+
+    prompt: str = Field(min_length=1)
+    model: str = Field(default="mock-1", min_length=1, max_length=200)
+    system: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    stop: list[str] | None = None
+    cache: CacheOptions | None = None
+
+
+class GenerateOut(Schema):
+    text: str
+    model: str
+    finish_reason: str | None
+    usage: Usage
+    cached: bool = False
+
+
+class PolicyIn(Numbers, Schema):
+    """A tenant's gateway policy; null means unlimited (or: every model)."""
+
+    allowed_models: list[str] | None = Field(default=None, description="public model names; null = all")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute (reserved, then settled)")
+    monthly_budget_usd: float | None = Field(default=None, ge=0.0, description="spending cap per calendar month")
+
+
+class PolicyPublic(PolicyIn):
+    tenant_id: str
+    spent_usd_this_month: float = 0.0
+
+
+class UsageQuery(Schema):
+    since: Day | None = Field(default=None, description="first day (UTC), default 30 days ago")
+    until: Day | None = Field(default=None, description="last day (UTC), inclusive; default today")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page")
+
+
+class UsageRow(Schema):
+    day: date
+    model: str
+    requests: int
+    errors: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    avg_latency_ms: float
+
+
+class UsageList(Schema):
+    data: list[UsageRow]
+    next_cursor: str | None

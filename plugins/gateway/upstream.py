@@ -1,0 +1,174 @@
+"""HTTP to LLM providers: the gateway's only httpx user, on aiohttp's connection pool.
+
+`HttpUpstream` posts JSON, gets JSON and reads server-sent events; every failure comes out as a `ServiceError`
+whose class says what happened (the provider's 429 → `RateLimited` with its `Retry-After`, 5xx → `UpstreamFailed`,
+timeout → `UpstreamTimeout`, the provider rejecting our request → 4xx), carrying the provider's status and
+message. There is no retry loop here: the router decides about fallbacks, and nothing is retried within one
+deployment. httpx's default transport caps a Python gateway far below the target (FACTS.md), so requests go
+through `httpx_aiohttp.AiohttpTransport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+from httpx_aiohttp import AiohttpTransport
+
+from app.errors import (
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
+from plugins.gateway.wire import dumps
+
+_JSON = {"content-type": "application/json", "accept": "application/json"}
+
+
+def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: str) -> ServiceError:
+    """The ServiceError a provider's error response stands for, with its message and retry hint."""
+    message = _message(body) or f"HTTP {status}"
+    extra: dict[str, Any] = {"upstream_status": status, "upstream": where}
+    kept: dict[str, str] = {}
+    if status == 429:
+        retry_after = headers.get("retry-after")
+        if retry_after:
+            kept["Retry-After"] = retry_after
+        return RateLimited(f"{where} is rate limiting: {message}", extra=extra, headers=kept)
+    if status in (401, 403):
+        # Our client is fine; the gateway's own credentials for this provider are not.
+        return UpstreamFailed(f"{where} refused the gateway's credentials: {message}", extra=extra)
+    if status == 404:
+        return NotFound(f"{where}: {message}", extra=extra)
+    if status in (400, 413, 422):
+        cls = InvalidInput if status == 422 else MalformedRequest
+        return cls(f"{where} rejected the request: {message}", extra=extra)
+    if status == 504 or status == 408:
+        return UpstreamTimeout(f"{where} timed out: {message}", extra=extra)
+    return UpstreamFailed(f"{where} failed with HTTP {status}: {message}", extra=extra)
+
+
+def _message(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode(errors="replace").strip()
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+        if isinstance(err, str):
+            return err[:500]
+        if data.get("message"):
+            return str(data["message"])[:500]
+    return str(data)[:300]
+
+
+def _transport_error(exc: httpx.HTTPError, where: str) -> ServiceError:
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout(f"{where} did not answer in time", extra={"upstream": where})
+    return UpstreamFailed(f"{where} is unreachable: {type(exc).__name__}: {exc}", extra={"upstream": where})
+
+
+class HttpUpstream:
+    """One pooled client for every provider deployment of this replica."""
+
+    def __init__(self, *, max_connections: int = 512, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._transport = transport or AiohttpTransport(limits=limits)
+        self._client = httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(60.0, connect=5.0))
+
+    @staticmethod
+    def _timeout(seconds: float) -> httpx.Timeout:
+        return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+    async def post_json(
+        self, url: str, body: dict[str, Any], *, headers: Mapping[str, str], seconds: float, where: str
+    ) -> dict[str, Any]:
+        # Straight to the transport: the client's auth, redirect and cookie layers cost a third of the upstream
+        # call's CPU and do nothing for a JSON POST to a provider.
+        request = httpx.Request(
+            "POST",
+            url,
+            content=dumps(body),
+            headers={**_JSON, **headers},
+            extensions={"timeout": self._timeout(seconds).as_dict()},
+        )
+        try:
+            resp = await self._transport.handle_async_request(request)
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, where) from None
+        return self._json(resp, where)
+
+    async def get_json(
+        self, url: str, *, headers: Mapping[str, str], seconds: float, where: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        try:
+            resp = await self._client.get(
+                url, headers={"accept": "application/json", **headers}, params=params, timeout=self._timeout(seconds)
+            )
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, where) from None
+        return self._json(resp, where)
+
+    @staticmethod
+    def _json(resp: httpx.Response, where: str) -> dict[str, Any]:
+        if resp.status_code >= 400:
+            raise provider_error(resp.status_code, resp.content, resp.headers, where)
+        try:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamFailed(f"{where} answered with a body that is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamFailed(f"{where} answered with JSON that is not an object")
+        return data
+
+    async def stream_events(
+        self, url: str, body: dict[str, Any], *, headers: Mapping[str, str], seconds: float, where: str
+    ) -> AsyncIterator[tuple[str | None, str]]:
+        """POST and yield server-sent events as (event name, data). Errors before the first event raise the
+        provider's error; errors after it raise `UpstreamFailed`/`UpstreamTimeout` from the middle of the stream."""
+        request = self._client.build_request(
+            "POST",
+            url,
+            content=dumps(body),
+            headers={**_JSON, "accept": "text/event-stream", **headers},
+            timeout=self._timeout(seconds),
+        )
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, where) from None
+        try:
+            if resp.status_code >= 400:
+                raise provider_error(resp.status_code, await resp.aread(), resp.headers, where)
+            event: str | None = None
+            data: list[str] = []
+            async for line in resp.aiter_lines():
+                if not line:
+                    if data:
+                        yield event, "\n".join(data)
+                    event, data = None, []
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+            if data:
+                yield event, "\n".join(data)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, where) from None
+        finally:
+            await resp.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

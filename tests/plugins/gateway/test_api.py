@@ -1,0 +1,101 @@
+"""Platform routes (chat, generate, usage) and the interface other plugins call through the registry."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.settings import ConfigError
+from plugins.gateway.catalog import load_file
+from plugins.gateway.schemas import ChatIn, GenerateIn
+from tests.conftest import make_settings
+from tests.plugins.gateway.test_limits import _tenant, replica
+
+
+async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
+    async with replica(database_url) as app:
+        tid, c = await _tenant(app)
+        g = await c.post("/api/v1/gateway/generate", json={"prompt": "tell me", "system": "be kind"})
+        assert (
+            g.status_code == 200 and g.json()["text"] == "You said: tell me" and g.json()["usage"]["total_tokens"] > 0
+        )
+        ch = await c.post(
+            "/api/v1/gateway/chat", json={"messages": [{"role": "user", "content": "yo"}], "max_tokens": 1}
+        )
+        assert ch.json()["message"]["content"] == "You" and ch.json()["finish_reason"] == "length"
+        await c.post("/v1/embeddings", json={"input": ["a", "b"]})
+        bad = await c.post(
+            "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert bad.status_code == 404
+        await asyncio.sleep(0.3)
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
+        finally:
+            await conn.close()
+        assert [(r["model"], r["status"], r["deployment"]) for r in rows] == [
+            ("mock-1", 200, "mock"),
+            ("mock-1", 200, "mock"),
+            ("all-MiniLM-L6-v2", 200, "local"),
+        ]
+        assert rows[1]["completion_tokens"] == 1 and rows[0]["latency_ms"] > 0 and rows[0]["request_id"]
+        u = (await c.get("/api/v1/gateway/usage", params={"limit": 1})).json()
+        today = datetime.now(UTC).date().isoformat()
+        assert u["data"][0]["model"] == "all-MiniLM-L6-v2" and u["data"][0]["day"] == today and u["next_cursor"]
+        u2 = (await c.get("/api/v1/gateway/usage", params={"cursor": u["next_cursor"]})).json()
+        assert [(r["model"], r["requests"]) for r in u2["data"]] == [("mock-1", 2)] and u2["next_cursor"] is None
+        empty = await c.get("/api/v1/gateway/usage", params={"since": "2030-01-02", "until": "2030-01-01"})
+        assert empty.status_code == 200 and empty.json()["data"] == []
+        await c.aclose()
+
+
+async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
+    async with replica(database_url) as app:
+        _, c1 = await _tenant(app)
+        _, c2 = await _tenant(app)
+        await c1.post("/api/v1/gateway/generate", json={"prompt": "x"})
+        await asyncio.sleep(0.3)
+        assert (await c2.get("/api/v1/gateway/usage")).json()["data"] == []
+        assert len((await c1.get("/api/v1/gateway/usage")).json()["data"]) == 1
+        await c1.aclose()
+        await c2.aclose()
+
+
+async def test_embed_texts_and_generate_through_the_registry(database_url: str) -> None:
+    """What the cache, rag and agents plugins call: `services.gateway.embed_texts(...)` and friends."""
+    application = create_app(make_settings(database_url, FAAS_GATEWAY_FLUSH_SECONDS="0.05"))
+    async with LifespanManager(application) as manager:
+        tid, c = await _tenant(manager.app)
+        await c.aclose()
+        gateway = manager._state["services"].gateway
+        vectors = await gateway.embed_texts(tenant_id=tid, texts=["hello world", "other", "hello world"])
+        assert [len(v) for v in vectors] == [384, 384, 384] and vectors[0] == vectors[2] != vectors[1]
+        assert await gateway.embed_texts(tenant_id=tid, texts=[]) == []
+        out = await gateway.generate(tenant_id=tid, request=GenerateIn(prompt="ping"))
+        assert out.text == "You said: ping"
+        chat = await gateway.chat(tenant_id=tid, request=ChatIn(messages=[{"role": "user", "content": "yo"}]))
+        assert chat.message["content"] == "You said: yo"
+
+
+def test_config_file_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "g.yaml"
+    bad.write_text("models:\n  m:\n    deployments:\n      - provider: nope\n")
+    with pytest.raises(ConfigError, match=r"models\.m\.deployments\.0\.provider"):
+        load_file(bad, {})
+    missing = tmp_path / "k.yaml"
+    missing.write_text("models:\n  m:\n    deployments:\n      - provider: openai\n        api_key_env: NOPE_KEY\n")
+    with pytest.raises(ConfigError, match="NOPE_KEY"):
+        load_file(missing, {})
+    good = tmp_path / "ok.yaml"
+    good.write_text(
+        "models:\n  m:\n    deployments:\n      - provider: openai\n        api_key_env: K\n        weight: 3\n"
+    )
+    entry = load_file(good, {"K": "sk"})["m"]
+    assert entry.deployments[0].weight == 3 and entry.deployments[0].api_key is not None

@@ -1,0 +1,52 @@
+"""Response caching through the cache plugin when a request asks for it: a hit skips the provider and is free."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from tests.plugins.gateway.conftest import fake_upstream, write_config
+from tests.plugins.gateway.test_limits import _tenant, replica
+
+
+async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(database_url: str, tmp_path: Path) -> None:
+    with fake_upstream("oa") as (oa, url):
+        config = write_config(
+            tmp_path,
+            {
+                "gpt": {
+                    "deployments": [
+                        {
+                            "provider": "openai",
+                            "model": "g",
+                            "base_url": f"{url}/v1",
+                            "input_cost_per_mtok": 1000,
+                            "output_cost_per_mtok": 1000,
+                        }
+                    ]
+                }
+            },
+        )
+        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+            tid, c = await _tenant(app)
+            body = {"model": "gpt", "messages": [{"role": "user", "content": "cache me"}], "cache": {"mode": "exact"}}
+            first = await c.post("/v1/chat/completions", json=body)
+            second = await c.post("/v1/chat/completions", json=body)
+            assert first.status_code == second.status_code == 200
+            assert "cached" not in first.json() and second.json()["cached"] is True
+            assert second.headers["x-cache"] == "hit"
+            assert second.json()["choices"] == first.json()["choices"]
+            assert len(oa.received) == 1 and "cache" not in oa.received[0]
+            other = await c.post("/v1/chat/completions", json={**body, "cache": None})
+            assert other.status_code == 200 and len(oa.received) == 2  # not asked: not served from cache
+            await c.aclose()
+            await asyncio.sleep(0.3)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT cache_hit, cost_usd FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
+    finally:
+        await conn.close()
+    assert [r["cache_hit"] for r in rows] == [False, True, False]
+    assert rows[0]["cost_usd"] > 0 and rows[1]["cost_usd"] == 0

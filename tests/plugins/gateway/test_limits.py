@@ -1,0 +1,156 @@
+"""Per-tenant limits: allowed models, RPM, TPM (reserved then settled), monthly budget, across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from tests.conftest import ADMIN_KEY, asgi_client, make_settings, new_tenant
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+@asynccontextmanager
+async def replica(database_url: str, **env: str) -> AsyncIterator[Any]:
+    env.setdefault("FAAS_GATEWAY_FLUSH_SECONDS", "0.05")
+    app = create_app(make_settings(database_url, **env))
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+async def _policy(app: Any, tenant_id: str, **policy: Any) -> dict[str, Any]:
+    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+        r = await admin.put(f"/api/v1/gateway/tenants/{tenant_id}/policy", json=policy)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+async def _tenant(app: Any) -> tuple[str, httpx.AsyncClient]:
+    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+        t = await new_tenant(admin)
+    return t["tenant_id"], asgi_client(app, authorization=f"Bearer {t['api_key']}")
+
+
+def _chat(**kw: Any) -> dict[str, Any]:
+    return {"model": "mock-1", "messages": MSG, **kw}
+
+
+async def test_rpm_limit_answers_429_with_retry_after(database_url: str) -> None:
+    async with replica(database_url) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, rpm=3)
+        codes = [(await c.post("/v1/chat/completions", json=_chat())).status_code for _ in range(3)]
+        r = await c.post("/v1/chat/completions", json=_chat())
+        assert codes == [200, 200, 200] and r.status_code == 429
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert (
+            r.json()["error"]["code"] == "rate_limit_exceeded"
+            and "3 requests per minute" in r.json()["error"]["message"]
+        )
+        p = await c.post("/api/v1/gateway/generate", json={"prompt": "x"})
+        assert p.status_code == 429 and p.headers["content-type"] == "application/problem+json"
+        await c.aclose()
+
+
+async def test_tokens_are_reserved_then_settled_with_real_usage(database_url: str) -> None:
+    async with replica(database_url) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, tpm=2500)
+        ok = [(await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))).status_code for _ in range(2)]
+        assert ok == [200, 200]
+        # Two reservations of ~1000 tokens are held: a third does not fit until the ledger settles them.
+        r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
+        assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
+        await asyncio.sleep(0.3)  # the ledger flushes every 0.05 s and gives back the unused tokens
+        r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
+        assert r.status_code == 200
+        too_big = await c.post("/v1/chat/completions", json=_chat(max_tokens=5000))
+        assert too_big.status_code == 429 and "lower max_tokens" in too_big.json()["error"]["message"]
+        await c.aclose()
+
+
+async def test_budget_stops_spending_and_matches_the_ledger(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "g.json"
+    config.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "priced": {
+                        "deployments": [
+                            {
+                                "provider": "mock",
+                                "model": "mock-1",
+                                "input_cost_per_mtok": 1000,
+                                "output_cost_per_mtok": 1000,
+                            }
+                        ]
+                    }
+                }
+            }
+        )
+    )
+    async with replica(database_url, FAAS_GATEWAY_CONFIG=str(config)) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, monthly_budget_usd=0.05)
+        statuses = []
+        for _ in range(12):
+            r = await c.post("/v1/chat/completions", json={"model": "priced", "messages": MSG, "max_tokens": 3})
+            statuses.append(r.status_code)
+            await asyncio.sleep(0.1)
+        assert 200 in statuses and statuses[-1] == 429
+        assert r.json()["error"]["code"] == "insufficient_quota" and int(r.headers["retry-after"]) > 0
+        await asyncio.sleep(0.2)
+        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            policy = (await admin.get(f"/api/v1/gateway/tenants/{tid}/policy")).json()
+        conn = await asyncpg.connect(database_url)
+        try:
+            spent = await conn.fetchval("SELECT sum(cost_usd) FROM gateway_usage WHERE tenant_id = $1", tid)
+            n = await conn.fetchval("SELECT count(*) FROM gateway_usage WHERE tenant_id = $1 AND status = 200", tid)
+        finally:
+            await conn.close()
+        assert n == statuses.count(200) and 0 < spent <= 0.05
+        assert policy["spent_usd_this_month"] == pytest.approx(spent)
+        await c.aclose()
+
+
+async def test_allowed_models(database_url: str) -> None:
+    async with replica(database_url) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, allowed_models=["all-MiniLM-L6-v2"])
+        r = await c.post("/v1/chat/completions", json=_chat())
+        assert r.status_code == 404 and "all-MiniLM-L6-v2" in r.json()["error"]["message"]
+        models = (await c.get("/v1/models")).json()["data"]
+        assert [m["id"] for m in models] == ["all-MiniLM-L6-v2"]
+        assert (await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x"})).status_code == 200
+        await c.aclose()
+        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            assert (await admin.get("/api/v1/gateway/tenants/ten_nope/policy")).status_code == 404
+            bad = await admin.put(f"/api/v1/gateway/tenants/{tid}/policy", json={"rpm": 0})
+            assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+async def test_two_replicas_share_one_limit(database_url: str, backend: str) -> None:
+    env: dict[str, str] = {}
+    if backend == "redis":
+        env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "FAAS_GATEWAY_REDIS_PREFIX": f"test:{secrets.token_hex(6)}"}
+    async with replica(database_url, **env) as one, replica(database_url, **env) as two:
+        tid, c1 = await _tenant(one)
+        await _policy(one, tid, rpm=10)
+        c2 = asgi_client(two, authorization=c1.headers["authorization"])
+        calls = [c.post("/v1/chat/completions", json=_chat()) for _ in range(15) for c in (c1, c2)]
+        codes = [r.status_code for r in await asyncio.gather(*calls)]
+        assert codes.count(200) == 10 and codes.count(429) == 20
+        await c1.aclose()
+        await c2.aclose()
