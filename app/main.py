@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 if settings.internal_secret
                 else {}
             )
-            yield {
+            state = {
                 **verifier,
                 "settings": settings,
                 "db": db,
@@ -102,6 +102,12 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 "metrics": metrics,
                 "openapi": document,
             }
+            # Requests see this as request.state; embedding code (tests, benchmarks, a worker) reads app.state.
+            app.state.lifespan = state
+            try:
+                yield state
+            finally:
+                del app.state.lifespan
 
     return Starlette(
         routes=routes,

@@ -63,8 +63,7 @@ async def running_app(
         async with client(manager.app, ADMIN_KEY) as admin:
             r = await admin.post("/api/v1/admin/tenants", json={"name": "bench-" + secrets.token_hex(3)})
             r.raise_for_status()
-        # asgi_lifespan keeps the lifespan state here: the same object requests see as request.state.
-        yield manager.app, manager._state, r.json()
+        yield manager.app, application.state.lifespan, r.json()
 
 
 def client(app: Any, key: str) -> httpx.AsyncClient:

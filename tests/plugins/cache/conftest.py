@@ -64,8 +64,7 @@ async def cache_app(
     names = ",".join(p.name for p in cache_plugins)
     application = create_app(make_settings(database_url, FAAS_PLUGINS=names, **cache_env), plugins=cache_plugins)
     async with LifespanManager(application) as manager:
-        # asgi_lifespan keeps the lifespan's state here; it is what every request sees as request.state.
-        yield manager.app, manager._state
+        yield manager.app, application.state.lifespan
 
 
 @pytest.fixture

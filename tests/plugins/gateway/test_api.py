@@ -74,7 +74,7 @@ async def test_embed_texts_and_generate_through_the_registry(database_url: str) 
     async with LifespanManager(application) as manager:
         tid, c = await _tenant(manager.app)
         await c.aclose()
-        gateway = manager._state["services"].gateway
+        gateway = application.state.lifespan["services"].gateway
         vectors = await gateway.embed_texts(tenant_id=tid, texts=["hello world", "other", "hello world"])
         assert [len(v) for v in vectors] == [384, 384, 384] and vectors[0] == vectors[2] != vectors[1]
         assert await gateway.embed_texts(tenant_id=tid, texts=[]) == []
