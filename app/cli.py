@@ -11,8 +11,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from app.plugins import StartupError
 from app.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -45,6 +50,11 @@ async def _pending(url: str) -> set[str]:
         await db.disconnect()
 
 
+async def _preflight(app: Starlette) -> None:
+    async with app.router.lifespan_context(app):
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -54,12 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     url = database_url(settings, migrate=True)
-    if settings.database_url:
-        behind = asyncio.run(_pending(url))
-        if behind:
-            return _fail(f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`")
     os.environ["DATABASE_URL"] = url  # workers read settings from the environment
-    create_app(Settings.from_env())  # plugin layout errors stop us here, before uvicorn starts
+    # Open and close everything once before uvicorn starts, so that a plugin's bad setting, a schema behind or an
+    # unreachable database ends here with one line instead of a traceback in every worker.
+    asyncio.run(_preflight(create_app(Settings.from_env())))
     uvicorn.run(
         "app.main:serve_app",
         factory=True,
@@ -143,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--workers must be 1 or more")
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, StartupError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130

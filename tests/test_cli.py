@@ -130,3 +130,16 @@ def test_serve_on_the_embedded_database_with_two_workers(tmp_path: Path) -> None
     served = [line for line in lines if line.get("route") == "/api/v1/prompts/-/info"]
     assert len(served) == 20 and {line["client"] for line in served} == {"203.0.113.7"}  # behind a trusted proxy
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
+
+
+def test_a_plugins_bad_setting_stops_serve_with_one_line(database_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "models.yaml"
+    bad.write_text("models: [this is not a model map\n")
+    r = run(
+        ["serve", "--port", str(free_port())],
+        base_env(DATABASE_URL=database_url, FAAS_GATEWAY_CONFIG=str(bad)),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("faas:")]
+    assert len(lines) == 1 and "FAAS_GATEWAY_CONFIG" in lines[0] and "Traceback" not in r.stderr
