@@ -51,6 +51,15 @@ class LocalEmbedder:
         return sum(len(e.ids) for e in self._tokenizer.encode_batch(texts))
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Vectors for `texts` in order, and the tokens of all of them (a repeated text counts each time)."""
+        unique = list(dict.fromkeys(texts))  # one model run per distinct text
+        vectors, tokens = self._embed_each(unique)
+        if len(unique) == len(texts):
+            return vectors, tokens
+        by_text = dict(zip(unique, vectors, strict=True))
+        return [by_text[t] for t in texts], self.count_tokens(texts)
+
+    def _embed_each(self, texts: list[str]) -> tuple[list[list[float]], int]:
         import numpy as np
 
         out: list[list[float]] = []
