@@ -1,10 +1,17 @@
 """Side-by-side benchmark: a minimal upstream alone, this gateway in front of it, LiteLLM's proxy in front of it.
 
 Everything listens on 127.0.0.1. For each target it runs a closed loop at a fixed concurrency for a fixed time
-and prints requests/s, p50/p99 latency, the latency added over the upstream alone, and the resident memory of
-the server's process tree. The gateway runs with its real per-request work: API-key lookup and the tenant
-limit UPSERT on PostgreSQL (embedded), and the usage ledger; the time those two statements take is measured
-on their own too. LiteLLM must be installed in its own venv outside the repository, pinned to 1.82.6:
+and prints requests/s, p50/p99 latency, the latency added over the upstream alone, the server's CPU time per
+request and the resident memory of the server's process tree. The gateway runs with its real per-request work:
+API-key lookup (per-replica cache) and the tenant limit UPSERT on PostgreSQL (embedded), and the usage ledger;
+the time those two statements take is measured on their own too. LiteLLM runs without a database (no virtual
+keys, no limits, no spend log), so it does strictly less work per request than the gateway.
+
+Added latency is a target's latency minus the upstream's own, measured by the same client at the same
+concurrency. At concurrency 20 on a saturated machine that difference is mostly queueing (latency ≈ 20 /
+throughput), so the run also measures one request at a time, where the difference is the proxy's own cost.
+
+LiteLLM must be installed in its own venv outside the repository, pinned to 1.82.6:
 
     python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install "litellm[proxy]==1.82.6"
     .venv/bin/python benchmarks/gateway_bench.py [--seconds 10] [--concurrency 20] [--litellm /tmp/litellm-venv]
@@ -70,22 +77,24 @@ async def wait_ready(url: str, wait: float, headers: dict[str, str] | None = Non
     raise SystemExit(f"{url} did not become ready in {wait:.0f}s")
 
 
-async def load(url: str, headers: dict[str, str], *, seconds: float, concurrency: int) -> dict[str, float]:
+async def load(url: str, headers: dict[str, str], *, seconds: float, concurrency: int, pid: int) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
+    done = 0
     body = json.dumps(PAYLOAD).encode()
     hdrs = {"content-type": "application/json", **headers}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as s:
 
         async def worker(until: float, record: bool) -> None:
-            nonlocal errors
+            nonlocal errors, done
             while time.perf_counter() < until:
                 t0 = time.perf_counter()
                 async with s.post(url, data=body, headers=hdrs) as r:
                     await r.read()
                     ok = r.status == 200
                 if record:
+                    done += 1
                     if ok:
                         latencies.append(time.perf_counter() - t0)
                     else:
@@ -93,9 +102,9 @@ async def load(url: str, headers: dict[str, str], *, seconds: float, concurrency
 
         warm = time.perf_counter() + min(2.0, seconds / 3)
         await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
-        start = time.perf_counter()
+        cpu0, start = cpu_seconds(pid), time.perf_counter()
         await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu0
     latencies.sort()
     n = len(latencies)
     return {
@@ -103,7 +112,21 @@ async def load(url: str, headers: dict[str, str], *, seconds: float, concurrency
         "p50": latencies[n // 2] * 1000 if n else float("nan"),
         "p99": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
         "errors": errors,
+        "cpu_ms": cpu / done * 1000 if done else float("nan"),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (LiteLLM's proxy forks a worker)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -150,6 +173,7 @@ async def main() -> None:
     from app.db import start_embedded
 
     results: dict[str, dict[str, float]] = {}
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         work = Path(tmp)
         up_port = free_port()
@@ -259,38 +283,48 @@ async def main() -> None:
             await wait_ready(ll_url, 120)
             targets.append(("LiteLLM 1.82.6 proxy", ll_url, {}, ll.pid))
         else:
-            print(f"(LiteLLM skipped: no {litellm})")
+            print(f"(LiteLLM skipped: no {litellm or 'venv given'})")
 
         for name, url, headers, pid in targets:
-            r = await load(url, headers, seconds=args.seconds, concurrency=args.concurrency)
+            r = await load(url, headers, seconds=args.seconds, concurrency=args.concurrency, pid=pid)
             r["rss"] = rss_mb(pid)
             # Added latency without queueing: one request at a time (at concurrency 20 on a saturated 2-core
             # machine, latency is 20 / throughput by Little's law, whatever the per-request cost).
-            single = await load(url, headers, seconds=max(3.0, args.seconds / 3), concurrency=1)
+            single = await load(url, headers, seconds=max(3.0, args.seconds / 3), concurrency=1, pid=pid)
             r["p50_1"], r["p99_1"] = single["p50"], single["p99"]
             results[name] = r
         per_request_db = await db_cost(db_url, tenant["api_key"])
 
-    base = results["upstream alone"]["p50"]
-    base99 = results["upstream alone"]["p99"]
+    base, base99 = results["upstream alone"]["p50"], results["upstream alone"]["p99"]
     cores = os.cpu_count()
     print(f"\nconcurrency {args.concurrency}, {args.seconds:.0f} s per target, 1 worker each, loopback, {cores} cores")
-    cols = ("req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "RSS MB")
+    print(f"load average before the run: {load_before}")
+    cols = ("req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "CPU ms/r", "RSS MB")
     print(f"{'target':24} " + " ".join(f"{c:>8}" for c in cols) + f" {'errors':>7}")
     for name, r in results.items():
         added = "" if name == "upstream alone" else f"{r['p50'] - base:8.2f} {r['p99'] - base99:8.2f}"
         print(
-            f"{name:24} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {added:>17} {r['rss']:8.0f} {r['errors']:7.0f}"
+            f"{name:24} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {added:>17} {r['cpu_ms']:8.3f} {r['rss']:8.0f}"
+            f" {r['errors']:7.0f}"
         )
     b1, b99 = results["upstream alone"]["p50_1"], results["upstream alone"]["p99_1"]
-    print("\none request at a time (no queueing):")
+    print("\none request at a time (no queueing: the added latency is the proxy's own cost):")
     print(f"{'target':24} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8}")
     for name, r in results.items():
         added = "" if name == "upstream alone" else f"{r['p50_1'] - b1:8.2f} {r['p99_1'] - b99:8.2f}"
         print(f"{name:24} {r['p50_1']:8.2f} {r['p99_1']:8.2f} {added:>17}")
+    print(
+        "\nAdded latency = the target's latency percentile minus the upstream's, same client, same concurrency. At\n"
+        f"concurrency {args.concurrency} every process shares {cores} cores, so latency there is mostly queueing "
+        "(concurrency / throughput);\nthe one-at-a-time table is the per-request cost a caller sees."
+    )
     if "LiteLLM 1.82.6 proxy" in results:
         ratio = results["this gateway"]["rps"] / results["LiteLLM 1.82.6 proxy"]["rps"]
         print(f"gateway / LiteLLM requests per second: {ratio:.1f}x")
+        print(
+            "Fairness: the gateway authenticates a tenant key, runs the tenant-limit UPSERT on PostgreSQL and writes\n"
+            "the usage ledger on every request; LiteLLM runs with no database (no keys, limits or spend logs)."
+        )
     print(f"PostgreSQL work per gateway request (key lookup + limit UPSERT, sequential): {per_request_db:.2f} ms")
 
 

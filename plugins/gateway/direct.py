@@ -16,6 +16,7 @@ from plugins.gateway.catalog import Deployment, build_catalog
 from plugins.gateway.ledger import UsageLedger
 from plugins.gateway.limits import Limiter, PostgresLimiter, RedisLimiter
 from plugins.gateway.local_embeddings import LocalEmbeddingProvider
+from plugins.gateway.metering import Meter
 from plugins.gateway.mock import MockProvider
 from plugins.gateway.openai_provider import OpenAIProvider
 from plugins.gateway.router import Router
@@ -78,12 +79,5 @@ async def open_gateway(ctx: PluginContext) -> AsyncIterator[DirectGatewayService
         ledger = UsageLedger(store, limiter, interval=flush)
         ledger.start()
         stack.push_async_callback(ledger.stop)
-        yield DirectGatewayService(
-            catalog=catalog,
-            router=router,
-            limiter=limiter,
-            ledger=ledger,
-            store=store,
-            services=ctx.services,
-            default_max_tokens=default_max_tokens,
-        )
+        meter = Meter(limiter=limiter, ledger=ledger, default_max_tokens=default_max_tokens)
+        yield DirectGatewayService(catalog=catalog, router=router, meter=meter, store=store, services=ctx.services)

@@ -3,28 +3,25 @@
 Every call goes the same way: resolve the public model name (404 listing the tenant's names if unknown),
 serve from the cache plugin when the request asks and a stored answer exists (free for the tenant), reserve
 the tenant's tokens and cost, call the router (deployments with fallbacks), and hand the outcome to the usage
-ledger, which also settles the reservation with the real usage. Other plugins call `chat`, `generate`,
-`embeddings` and `embed_texts` through the registry; the OpenAI-compatible routes call `completion`, `stream`
-and `embeddings`.
+ledger, which also settles the reservation with the real usage (`metering`). Streams are rendered by
+`streaming`, embeddings shaped by `vectors`, usage and policy reports by `reports`. Other plugins call `chat`,
+`generate`, `embeddings` and `embed_texts` through the registry; the OpenAI-compatible routes call `completion`,
+`stream` and `embeddings`.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from app.context import current_request_id
-from app.errors import InvalidInput, NotFound, ServiceError
-from app.pagination import decode_cursor, encode_cursor
+from app.errors import NotFound, ServiceError
 from app.plugin_kit import LocalDescription, PluginInfo
 from plugins.gateway import cached, wire
-from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Deployment, Kind, ModelEntry
-from plugins.gateway.ledger import UsageLedger
-from plugins.gateway.limits import Limiter, Reservation
+from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Kind, ModelEntry
 from plugins.gateway.local_embeddings import DIMENSIONS
+from plugins.gateway.metering import Meter
+from plugins.gateway.reports import policy_public, usage_page
 from plugins.gateway.router import Router
 from plugins.gateway.schemas import (
     ChatCompletionIn,
@@ -40,9 +37,10 @@ from plugins.gateway.schemas import (
     Usage,
     UsageList,
     UsageQuery,
-    UsageRow,
 )
-from plugins.gateway.store import GatewayStore, UsageEntry
+from plugins.gateway.store import GatewayStore
+from plugins.gateway.streaming import sse_events
+from plugins.gateway.vectors import embeddings_list, resize, texts_of
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
@@ -92,25 +90,13 @@ class GatewayService(Protocol):
 
 
 class DirectGatewayService:
-    def __init__(
-        self,
-        *,
-        catalog: Catalog,
-        router: Router,
-        limiter: Limiter,
-        ledger: UsageLedger,
-        store: GatewayStore,
-        services: Any,
-        default_max_tokens: int = 1024,
-    ) -> None:
+    def __init__(self, *, catalog: Catalog, router: Router, meter: Meter, store: GatewayStore, services: Any) -> None:
         self._description = LocalDescription("gateway", (), CAPABILITIES)
         self.catalog = catalog
         self.router = router
-        self.limiter = limiter
-        self.ledger = ledger
+        self.meter = meter
         self.store = store
         self._services = services
-        self._default_max_tokens = default_max_tokens
 
     async def describe(self) -> PluginInfo:
         return await self._description.describe()
@@ -149,46 +135,6 @@ class DirectGatewayService:
 
     # ---- chat -------------------------------------------------------------------------------------------
 
-    def _record(
-        self,
-        *,
-        tenant_id: str,
-        model: str,
-        dep: Deployment | None,
-        started: float,
-        status: int,
-        prompt: int = 0,
-        completion: int = 0,
-        reservation: Reservation | None = None,
-        cache_hit: bool = False,
-        stream: bool = False,
-        error: str | None = None,
-    ) -> None:
-        cost = dep.cost(prompt, completion) if dep is not None and not cache_hit else 0.0
-        entry = UsageEntry(
-            tenant_id=tenant_id,
-            created_at=datetime.now(UTC),
-            request_id=current_request_id(),
-            model=model,
-            deployment=dep.id if dep else None,
-            provider=dep.provider if dep else None,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            cache_hit=cache_hit,
-            stream=stream,
-            status=status,
-            error=error[:500] if error else None,
-        )
-        self.ledger.record(entry, reservation.settle(prompt + completion, cost) if reservation else None)
-
-    async def _reserve(self, tenant_id: str, entry: ModelEntry, body: dict[str, Any]) -> Reservation:
-        out = body.get("max_completion_tokens") or body.get("max_tokens") or self._default_max_tokens
-        prompt = wire.estimate_prompt_tokens(body)
-        cost = max(d.cost(prompt, out) for d in entry.deployments)
-        return await self.limiter.admit(tenant_id=tenant_id, model=entry.name, tokens=prompt + out, cost=cost)
-
     async def _from_cache(
         self, tenant_id: str, entry: ModelEntry, body: dict[str, Any], options: dict[str, Any] | None, started: float
     ) -> dict[str, Any] | None:
@@ -198,8 +144,8 @@ class DirectGatewayService:
         if hit is None:
             return None
         # A hit still passes the tenant's model and request checks, but reserves no tokens and costs nothing.
-        await self.limiter.admit(tenant_id=tenant_id, model=entry.name, tokens=0, cost=0.0)
-        self._record(tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True)
+        await self.meter.reserve(tenant_id, entry, tokens=0, cost=0.0)
+        self.meter.record(tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True)
         return hit
 
     async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
@@ -214,11 +160,11 @@ class DirectGatewayService:
         hit = await self._from_cache(tenant_id, entry, body, options, started)
         if hit is not None:
             return hit
-        reservation = await self._reserve(tenant_id, entry, body)
+        reservation = await self.meter.reserve_chat(tenant_id, entry, body)
         try:
             result, dep = await self.router.chat(entry, body)
         except ServiceError as exc:
-            self._record(
+            self.meter.record(
                 tenant_id=tenant_id,
                 model=entry.name,
                 dep=None,
@@ -229,7 +175,7 @@ class DirectGatewayService:
             )
             raise
         u = result.get("usage") or {}
-        self._record(
+        self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,
@@ -249,11 +195,11 @@ class DirectGatewayService:
         body.pop("cache", None)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         entry = await self._entry(tenant_id, body["model"], "chat")
-        reservation = await self._reserve(tenant_id, entry, body)
+        reservation = await self.meter.reserve_chat(tenant_id, entry, body)
         try:
             dep, chunks = await self.router.stream(entry, body)
         except ServiceError as exc:
-            self._record(
+            self.meter.record(
                 tenant_id=tenant_id,
                 model=entry.name,
                 dep=None,
@@ -264,52 +210,16 @@ class DirectGatewayService:
                 error=exc.detail,
             )
             raise
-        return self._sse(tenant_id, entry, dep, chunks, reservation, include_usage, started)
-
-    async def _sse(
-        self,
-        tenant_id: str,
-        entry: ModelEntry,
-        dep: Deployment,
-        chunks: AsyncIterator[dict[str, Any]],
-        reservation: Reservation,
-        include_usage: bool,
-        started: float,
-    ) -> AsyncIterator[bytes]:
-        used: dict[str, Any] = {}
-        streamed_chars = 0
-        status = 499  # the client went away, unless the stream finishes or fails below
-        error: str | None = "the client went away"
-        try:
-            async for ch in chunks:
-                if ch.get("usage"):
-                    used = ch["usage"]
-                    if not ch.get("choices") and not include_usage:
-                        continue
-                for choice in ch.get("choices") or ():
-                    streamed_chars += len((choice.get("delta") or {}).get("content") or "")
-                yield b"data: " + wire.dumps(ch) + b"\n\n"
-            status, error = 200, None
-            yield b"data: [DONE]\n\n"
-        except ServiceError as exc:
-            status, error = exc.status, exc.detail
-            body = {"error": {"message": exc.detail, "type": "upstream_error", "param": None, "code": exc.slug}}
-            yield b"data: " + wire.dumps(body) + b"\n\n"
-        finally:
-            prompt = int(used.get("prompt_tokens") or wire.estimate_prompt_tokens({"messages": []}))
-            completion = int(used.get("completion_tokens") or (streamed_chars + 3) // 4)
-            self._record(
-                tenant_id=tenant_id,
-                model=entry.name,
-                dep=dep,
-                started=started,
-                status=status,
-                prompt=prompt,
-                completion=completion,
-                reservation=reservation,
-                stream=True,
-                error=error,
-            )
+        return sse_events(
+            self.meter,
+            tenant_id=tenant_id,
+            entry=entry,
+            dep=dep,
+            chunks=chunks,
+            reservation=reservation,
+            include_usage=include_usage,
+            started=started,
+        )
 
     async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
         body = request.model_dump(exclude_none=True)
@@ -345,15 +255,13 @@ class DirectGatewayService:
 
     async def _embed(self, tenant_id: str, request: EmbeddingsIn) -> tuple[list[list[float]], int, str]:
         started = time.perf_counter()
-        texts = _texts(request.input)
+        texts = texts_of(request.input)
         entry = await self._entry(tenant_id, request.model or LOCAL_EMBEDDING_MODEL, "embeddings")
-        estimate = sum(wire.estimate_text_tokens(t) for t in texts)
-        cost = max(d.cost(estimate, 0) for d in entry.deployments)
-        reservation = await self.limiter.admit(tenant_id=tenant_id, model=entry.name, tokens=estimate, cost=cost)
+        reservation, estimate = await self.meter.reserve_embeddings(tenant_id, entry, texts)
         try:
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
         except ServiceError as exc:
-            self._record(
+            self.meter.record(
                 tenant_id=tenant_id,
                 model=entry.name,
                 dep=None,
@@ -365,8 +273,8 @@ class DirectGatewayService:
             raise
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
-            vectors = [_resize(v, request.dimensions or DIMENSIONS) for v in vectors]
-        self._record(
+            vectors = [resize(v, request.dimensions or DIMENSIONS) for v in vectors]
+        self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,
@@ -379,13 +287,7 @@ class DirectGatewayService:
 
     async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
         vectors, tokens, model = await self._embed(tenant_id, request)
-        encode = _base64 if request.encoding_format == "base64" else (lambda v: v)
-        return {
-            "object": "list",
-            "model": model,
-            "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embeddings_list(vectors, model=model, tokens=tokens, encoding=request.encoding_format)
 
     async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
         if not texts:
@@ -396,75 +298,18 @@ class DirectGatewayService:
     # ---- usage and policy -------------------------------------------------------------------------------
 
     async def usage(self, *, tenant_id: str, query: UsageQuery) -> UsageList:
-        until = query.until or datetime.now(UTC).date()
-        since = query.since or until - timedelta(days=30)
-        if since > until:
-            return UsageList(data=[], next_cursor=None)  # an empty range, like any range without usage
-        after = decode_cursor(query.cursor)
-        rows = await self.store.list_usage(
-            tenant_id=tenant_id, since=since, until=until, after=after, limit=query.limit + 1
-        )
-        items = [UsageRow(**r) for r in rows[: query.limit]]
-        more = len(rows) > query.limit
-        return UsageList(
-            data=items,
-            next_cursor=_cursor(items[-1]) if more else None,
-        )
+        return await usage_page(self.store, tenant_id=tenant_id, query=query)
 
     async def get_policy(self, *, tenant_id: str) -> PolicyPublic:
         await self.store.require_tenant(tenant_id=tenant_id)
-        return _policy(tenant_id, await self.store.get_limits(tenant_id=tenant_id))
+        return policy_public(tenant_id, await self.store.get_limits(tenant_id=tenant_id))
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
         await self.store.require_tenant(tenant_id=tenant_id)
-        return _policy(tenant_id, await self.store.update_policy(tenant_id=tenant_id, policy=policy))
-
-
-def _cursor(row: UsageRow) -> str:
-    # The store's paging key: "<day>~<hex of the model name>" (any model name fits the cursor alphabet).
-    return encode_cursor(f"{row.day.isoformat()}~{row.model.encode()[:90].hex()}")
-
-
-def _policy(tenant_id: str, row: dict[str, Any]) -> PolicyPublic:
-    this_month = row.get("budget_period") is not None and row.get("budget_period") == row.get("this_month")
-    return PolicyPublic(
-        tenant_id=tenant_id,
-        allowed_models=row.get("allowed_models"),
-        rpm=row.get("rpm"),
-        tpm=row.get("tpm"),
-        monthly_budget_usd=row.get("monthly_budget_usd"),
-        spent_usd_this_month=float(row.get("period_spent_usd") or 0.0) if this_month else 0.0,
-    )
+        return policy_public(tenant_id, await self.store.update_policy(tenant_id=tenant_id, policy=policy))
 
 
 def _usage(result: dict[str, Any]) -> Usage:
     u = result.get("usage") or {}
     p, c = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not value or not all(isinstance(v, str) for v in value):
-        raise InvalidInput("`input` must be a non-empty string or a list of strings (token arrays are not accepted)")
-    if any(not v for v in value):
-        raise InvalidInput("`input` must not contain empty strings")
-    if len(value) > 2048:
-        raise InvalidInput(f"`input` has {len(value)} items; send at most 2048 per request")
-    return list(value)
-
-
-def _resize(vector: list[float], size: int) -> list[float]:
-    """Shortened (and re-normalised) like OpenAI's `dimensions`, or zero-padded, which keeps every cosine."""
-    if size >= len(vector):
-        return vector + [0.0] * (size - len(vector))
-    head = vector[:size]
-    norm = sum(x * x for x in head) ** 0.5 or 1.0
-    return [x / norm for x in head]
-
-
-def _base64(vector: list[float]) -> str:
-    import numpy as np
-
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()

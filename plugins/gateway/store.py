@@ -16,11 +16,15 @@ from app.db import Database
 from app.errors import NotFound
 from plugins.gateway.schemas import PolicyIn
 
+# The counters are a limit, not a record (the ledger is the record): this statement's own transaction commits
+# without waiting for the WAL flush (`set_config(..., true)` is SET LOCAL). Atomicity and the row lock are as
+# before; a PostgreSQL crash may forget the last fraction of a second of counts. It saves ~0.25 ms a request.
 _ADMIT = """
+WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
 INSERT INTO gateway_tenant_limits AS g
     (tenant_id, window_start, window_requests, window_tokens, budget_period, period_spent_usd)
-VALUES ($1, date_trunc('minute', now()), 1, CAST($3 AS bigint),
-        CAST(date_trunc('month', now()) AS date), CAST($4 AS float8))
+SELECT $1, date_trunc('minute', now()), 1, CAST($3 AS bigint),
+        CAST(date_trunc('month', now()) AS date), CAST($4 AS float8) FROM relaxed
 ON CONFLICT (tenant_id) DO UPDATE SET
     window_requests = CASE WHEN g.window_start = EXCLUDED.window_start THEN g.window_requests + 1 ELSE 1 END,
     window_tokens = CASE WHEN g.window_start = EXCLUDED.window_start

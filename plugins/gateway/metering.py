@@ -1,0 +1,76 @@
+"""Metering one gateway call: reserving the tenant's tokens and cost before it, recording its outcome after it.
+
+`Meter.reserve_chat` estimates a chat call's tokens (prompt estimate + `max_tokens`) and worst-case cost over the
+model's deployments and admits it against the tenant's limits; `Meter.record` appends the usage entry to the
+ledger together with the settlement of the reservation (real usage minus reserved), both written off the hot
+path. A cache hit is recorded at no cost.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from app.context import current_request_id
+from plugins.gateway import wire
+from plugins.gateway.catalog import Deployment, ModelEntry
+from plugins.gateway.ledger import UsageLedger
+from plugins.gateway.limits import Limiter, Reservation
+from plugins.gateway.store import UsageEntry
+
+
+class Meter:
+    def __init__(self, *, limiter: Limiter, ledger: UsageLedger, default_max_tokens: int = 1024) -> None:
+        self.limiter = limiter
+        self.ledger = ledger
+        self.default_max_tokens = default_max_tokens
+
+    async def reserve(self, tenant_id: str, entry: ModelEntry, *, tokens: int, cost: float) -> Reservation:
+        return await self.limiter.admit(tenant_id=tenant_id, model=entry.name, tokens=tokens, cost=cost)
+
+    async def reserve_chat(self, tenant_id: str, entry: ModelEntry, body: dict[str, Any]) -> Reservation:
+        out = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_max_tokens
+        prompt = wire.estimate_prompt_tokens(body)
+        cost = max(d.cost(prompt, out) for d in entry.deployments)
+        return await self.reserve(tenant_id, entry, tokens=prompt + out, cost=cost)
+
+    async def reserve_embeddings(self, tenant_id: str, entry: ModelEntry, texts: list[str]) -> tuple[Reservation, int]:
+        """The reservation and the token estimate it was made for (used when the provider reports none)."""
+        estimate = sum(wire.estimate_text_tokens(t) for t in texts)
+        cost = max(d.cost(estimate, 0) for d in entry.deployments)
+        return await self.reserve(tenant_id, entry, tokens=estimate, cost=cost), estimate
+
+    def record(
+        self,
+        *,
+        tenant_id: str,
+        model: str,
+        dep: Deployment | None,
+        started: float,
+        status: int,
+        prompt: int = 0,
+        completion: int = 0,
+        reservation: Reservation | None = None,
+        cache_hit: bool = False,
+        stream: bool = False,
+        error: str | None = None,
+    ) -> None:
+        cost = dep.cost(prompt, completion) if dep is not None and not cache_hit else 0.0
+        entry = UsageEntry(
+            tenant_id=tenant_id,
+            created_at=datetime.now(UTC),
+            request_id=current_request_id(),
+            model=model,
+            deployment=dep.id if dep else None,
+            provider=dep.provider if dep else None,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            cache_hit=cache_hit,
+            stream=stream,
+            status=status,
+            error=error[:500] if error else None,
+        )
+        self.ledger.record(entry, reservation.settle(prompt + completion, cost) if reservation else None)
