@@ -18,7 +18,8 @@ class TenantCreate(Schema):
     name: str = Field(
         min_length=1,
         max_length=200,
-        pattern=r"^\S(.*\S)?$",
+        # No NUL anywhere: PostgreSQL text cannot hold it.
+        pattern=r"^[^\s\x00]([^\x00\n]*[^\s\x00])?$",
         description="Unique display name (no leading/trailing spaces)",
     )
 

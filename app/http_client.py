@@ -12,6 +12,7 @@ an open breaker and a passed deadline raise `ServiceError`s, so a caller sees th
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -224,7 +225,7 @@ class ServiceHTTPClient:
         if isinstance(json_data, BaseModel):
             body = json_data.model_dump_json().encode()
         else:
-            body = b"" if json_data is None else orjson.dumps(json_data)
+            body = b"" if json_data is None else _json_bytes(json_data)
         sent = dict(headers) if headers is not None else self.get_headers(tenant_id=context.current_tenant_id())
         if body and not any(k.lower() == "content-type" for k in sent):
             sent["Content-Type"] = "application/json"
@@ -297,7 +298,11 @@ class ServiceHTTPClient:
     ) -> httpx.Response:
         """One try, through the breaker. Raises ConnectError (retryable) or _GiveUp; returns any HTTP answer."""
         per_try = min(self.options.timeout, remaining)
-        timeout = httpx.Timeout(per_try, connect=min(self.options.connect_timeout, per_try))
+        # A stream's body may outlast the deadline (it bounds the wait for the headers, below): past the headers
+        # only the per-try timeout applies, as the longest silence between two chunks.
+        timeout = httpx.Timeout(
+            self.options.timeout if stream else per_try, connect=min(self.options.connect_timeout, per_try)
+        )
         request = self._client.build_request(
             method,
             path,
@@ -351,6 +356,14 @@ class ServiceHTTPClient:
         finally:
             self.metrics.attempt(self.name, method, outcome, time.perf_counter() - started)
         return response
+
+
+def _json_bytes(value: Any) -> bytes:
+    """JSON for a request body: anything a direct call takes, integers past 64 bits and lone surrogates too."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a huge integer or a lone surrogate (json escapes both)
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 def raise_for_problem(response: httpx.Response) -> httpx.Response:

@@ -54,6 +54,34 @@ class _FixedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+# aiohttp warns (ResourceWarning) for a bytes body over 1 MB; an iterable body of the same bytes, with its
+# Content-Length kept (so it is not chunked), is written piece by piece without the warning.
+_LARGE_BODY = 2**20
+_PIECE = 2**16
+
+
+class _Pieces(httpx.AsyncByteStream):
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        view = memoryview(self._body)
+        for start in range(0, len(view), _PIECE):
+            yield bytes(view[start : start + _PIECE])
+
+
+def _in_pieces(request: httpx.Request) -> httpx.Request:
+    try:
+        body = request.content
+    except httpx.RequestNotRead:
+        return request
+    if len(body) <= _LARGE_BODY:
+        return request
+    return httpx.Request(
+        request.method, request.url, headers=request.headers, stream=_Pieces(body), extensions=request.extensions
+    )
+
+
 class _FixedAiohttpTransport(AiohttpTransport):
     def get_client(self) -> aiohttp.ClientSession:
         session: aiohttp.ClientSession = super().get_client()
@@ -63,6 +91,7 @@ class _FixedAiohttpTransport(AiohttpTransport):
         return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request = _in_pieces(request)
         try:
             response: httpx.Response = await super().handle_async_request(request)
         except httpx.TransportError as exc:

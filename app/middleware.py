@@ -44,6 +44,7 @@ class RequestContextMiddleware:
         scope["faas.trace"] = trace
         status = 500
         responded = False
+        limit_cm: asyncio.Timeout | None = None
 
         async def send_with_ids(message: Message) -> None:
             nonlocal status, responded
@@ -52,6 +53,10 @@ class RequestContextMiddleware:
                 out = MutableHeaders(scope=message)
                 out["x-request-id"] = request_id
                 out["traceparent"] = trace.header
+                if limit_cm is not None and not limit_cm.expired():
+                    # The deadline bounds the wait for an answer (the caller's client bounds no more): once it
+                    # starts, a stream runs as long as the caller reads it.
+                    limit_cm.reschedule(None)
             await send(message)
 
         try:

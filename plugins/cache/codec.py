@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -18,7 +19,13 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-def loads(raw: bytes | str) -> Any:
+# orjson reads an integer past 64 bits as a float, silently; a run of 20 digits is the cheap sign of one.
+_LONG_INTEGER = re.compile(rb"\d{20}")
+
+
+def loads(raw: bytes) -> Any:
+    if _LONG_INTEGER.search(raw):
+        return json.loads(raw)
     try:
         return orjson.loads(raw)
     except ValueError:  # an escaped lone surrogate, written by the fallback above

@@ -3,19 +3,24 @@
 Chat, streaming and embeddings go to that deployment's OpenAI-compatible routes (their error bodies also carry
 the problem members, so the same ServiceError comes back); chat, generate and usage to the platform routes.
 Each call names its tenant in the signed X-Tenant-ID header, so limits and the ledger apply to that tenant.
+Tenant policies go to that deployment's admin routes with this deployment's admin key (an admin endpoint is the
+only caller, and it has checked that key already).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
-from app.errors import Unavailable
+from app.errors import ServiceError, Unavailable
 from app.http_client import raise_for_problem
+from app.plugins import PluginContext
 from app.remote import RemoteService
+from plugins.gateway import wire
 from plugins.gateway.schemas import (
     ChatCompletionIn,
     ChatIn,
@@ -34,12 +39,18 @@ from plugins.gateway.schemas import (
 class RemoteGatewayService(RemoteService):
     """`GatewayService` in remote mode; `describe()` and `ready()` come from `RemoteService`."""
 
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self._admin_key = ctx.settings.admin_key
+
     def _as(self, tenant_id: str) -> dict[str, str]:
         return self.headers({"X-Tenant-ID": tenant_id})
 
     async def _root(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
         response = await self.client.request(method, path, json_data=body, headers=self._as(tenant_id))
-        return orjson.loads(raise_for_problem(response).content)
+        with _problem_only():
+            raise_for_problem(response)
+        return orjson.loads(response.content)
 
     async def list_models(self, *, tenant_id: str) -> ModelList:
         return ModelList.model_validate(await self._root("GET", "/v1/models", tenant_id))
@@ -58,7 +69,8 @@ class RemoteGatewayService(RemoteService):
         body["stream"] = True
         chunks = self.client.stream("POST", "/v1/chat/completions", json_data=body, headers=self._as(tenant_id))
         # Take the first chunk now, so that a failure before any byte raises here, as in direct mode.
-        first = await anext(chunks)
+        with _problem_only():
+            first = await anext(chunks)
         return _chain(first, chunks)
 
     async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
@@ -100,15 +112,29 @@ class RemoteGatewayService(RemoteService):
     async def usage(self, *, tenant_id: str, query: UsageQuery) -> UsageList:
         return await self.call("GET", "/usage", UsageList, params=query, headers={"X-Tenant-ID": tenant_id})
 
+    def _admin(self) -> dict[str, str]:
+        if self._admin_key is None:
+            raise Unavailable(
+                "tenant policies are managed on the gateway deployment (FAAS_GATEWAY_URL), with the admin key"
+            )
+        return {"Authorization": f"Bearer {self._admin_key.get()}"}
+
     async def get_policy(self, *, tenant_id: str) -> PolicyPublic:
-        raise Unavailable(
-            "tenant policies are managed on the gateway deployment (FAAS_GATEWAY_URL), with the admin key"
-        )
+        return await self.call("GET", f"/tenants/{tenant_id}/policy", PolicyPublic, headers=self._admin())
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
-        raise Unavailable(
-            "tenant policies are managed on the gateway deployment (FAAS_GATEWAY_URL), with the admin key"
-        )
+        return await self.call("PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, body=policy, headers=self._admin())
+
+
+@contextmanager
+def _problem_only() -> Iterator[None]:
+    """The OpenAI routes' error bodies carry an `error` object beside the problem members; it is their rendering,
+    not part of the error, so it is dropped (the OpenAI routes here write their own; others would show it)."""
+    try:
+        yield
+    except ServiceError as exc:
+        exc.extra.pop("error", None)
+        raise
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -116,5 +142,9 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
         yield first
         async for chunk in rest:
             yield chunk
+    except ServiceError as exc:
+        # As in direct mode: a failure after the first chunk ends the stream with an `error` event, no [DONE].
+        body = {"error": {"message": exc.detail, "type": "upstream_error", "param": None, "code": exc.slug}}
+        yield b"data: " + wire.dumps(body) + b"\n\n"
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

@@ -18,6 +18,8 @@ from app.pagination import CURSOR_PATTERN
 from app.routing import Schema
 
 _NUMERIC = {int, float, int | None, float | None}
+# Counts the database stores (and adds up) as 32/64-bit integers: larger ones are refused, not a 500.
+MAX_INT32 = 2**31 - 1
 
 
 class Numbers(BaseModel):
@@ -77,8 +79,8 @@ class ChatCompletionIn(Numbers, OpenAIBody):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -133,7 +135,7 @@ class ChatIn(Numbers, Schema):
 
     model: str = Field(default="mock-1", min_length=1, max_length=200)
     messages: list[dict[str, Any]] = Field(min_length=1, description="OpenAI chat messages")
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -156,7 +158,7 @@ class GenerateIn(Numbers, Schema):
     prompt: str = Field(min_length=1)
     model: str = Field(default="mock-1", min_length=1, max_length=200)
     system: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     stop: list[str] | None = None
     cache: CacheOptions | None = None
@@ -174,8 +176,8 @@ class PolicyIn(Numbers, Schema):
     """A tenant's gateway policy; null means unlimited (or: every model)."""
 
     allowed_models: list[str] | None = Field(default=None, description="public model names; null = all")
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
-    tpm: int | None = Field(default=None, ge=1, description="tokens per minute (reserved, then settled)")
+    rpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="tokens per minute (reserved, then settled)")
     monthly_budget_usd: float | None = Field(default=None, ge=0.0, description="spending cap per calendar month")
 
 

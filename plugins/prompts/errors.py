@@ -27,6 +27,19 @@ class TemplateVariablesError(MalformedRequest):
 
     slug, title = "template-variables", "Template variables do not match"
 
-    def __init__(self, detail: str | None = None, *, missing: list[str], unknown: list[str], **kw: Any) -> None:
-        extra = {"missing": missing, "unknown": unknown, **kw.pop("extra", {})}
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        missing: list[str] | None = None,
+        unknown: list[str] | None = None,
+        **kw: Any,
+    ) -> None:
+        # Rebuilt from problem JSON (remote mode), the two lists come back inside `extra`.
+        given = dict(kw.pop("extra", None) or {})
+        extra = {
+            "missing": given.pop("missing", []) if missing is None else missing,
+            "unknown": given.pop("unknown", []) if unknown is None else unknown,
+            **given,
+        }
         super().__init__(detail, extra=extra, **kw)

@@ -159,6 +159,24 @@ async def test_deadline_reaches_the_upstream_which_stops_work_past_it(database_u
     assert cues.sleeps_started == 1 and cues.sleeps_cancelled == 1 and cues.sleeps_finished == 0
 
 
+async def test_a_stream_that_has_started_may_outlast_the_deadline(database_url: str) -> None:
+    # The deadline bounds the wait for an answer to start; neither hop may cut a stream that runs past it
+    # (an LLM answer streamed word by word easily outlasts FAAS_CLIENT_DEADLINE).
+    env = {"FAAS_ECHO_CLIENT_DEADLINE": "0.3", "FAAS_ECHO_CLIENT_TIMEOUT": "5"}
+    async with (
+        echo_apps("remote", database_url, served_front=True, **env) as (url, cues, tenant),
+        tenant_client(url, tenant) as c,
+    ):
+        async with c.stream("GET", "/api/v1/echo/ticks", params={"n": 3}) as r:
+            assert r.status_code == 200
+            chunks = r.aiter_raw()
+            assert await anext(chunks) == b"data: 0\n\n"
+            await asyncio.sleep(0.8)
+            cues.gate.set()
+            rest = b"".join([c async for c in chunks])
+    assert rest == b"data: 1\n\ndata: 2\n\n"
+
+
 async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> None:
     cues = Cues()
     base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}

@@ -1,7 +1,12 @@
-"""Cache fixtures: the same tests run against each backend (`cache_backend` is postgres or redis).
+"""Cache fixtures: the same tests run against each backend (`cache_backend` is postgres or redis) and with the
+cache plugin direct and remote (`mode`).
 
-Redis runs at 127.0.0.1:6379; each test writes under its own key prefix and deletes everything under it after.
-`cache_app` yields the app and its lifespan state, so service tests call `state["services"].cache` directly.
+Remote mode runs the postgres backend only (the remote path does not depend on the backend): the app the tests
+talk to serves the routes and calls a second app instance (cache direct, under uvicorn on 127.0.0.1, on the same
+database) through `RemoteCacheService`. Redis runs at 127.0.0.1:6379; each test writes under its own key prefix
+and deletes everything under it after. `cache_app` yields the app, its lifespan state (so service tests call
+`state["services"].cache` directly, which is the remote service in remote mode) and the serving instance's URL
+(None in direct mode).
 """
 
 from __future__ import annotations
@@ -15,14 +20,26 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, make_settings, new_tenant
+from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(params=["postgres", "redis"])
-def cache_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=[("direct", "postgres"), ("direct", "redis"), ("remote", "postgres")], ids="-".join)
+def variant(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(mode, backend) pairs: every backend direct, and remote mode once."""
+    mode, backend = request.param
+    return str(mode), str(backend)
+
+
+@pytest.fixture
+def mode(variant: tuple[str, str]) -> str:
+    return variant[0]
+
+
+@pytest.fixture
+def cache_backend(variant: tuple[str, str]) -> str:
+    return variant[1]
 
 
 @pytest.fixture
@@ -57,24 +74,46 @@ def cache_plugins() -> list[Any]:
     return [plugin]
 
 
+CacheApp = tuple[Any, dict[str, Any], str | None]
+
+
 @pytest.fixture
 async def cache_app(
-    database_url: str, cache_env: dict[str, str], cache_plugins: list[Any]
-) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    names = ",".join(p.name for p in cache_plugins)
-    application = create_app(make_settings(database_url, FAAS_PLUGINS=names, **cache_env), plugins=cache_plugins)
-    async with LifespanManager(application) as manager:
-        yield manager.app, application.state.lifespan
+    mode: str, database_url: str, cache_env: dict[str, str], cache_plugins: list[Any]
+) -> AsyncIterator[CacheApp]:
+    env = {
+        "FAAS_PLUGINS": ",".join(p.name for p in cache_plugins),
+        "FAAS_INTERNAL_SECRET": INTERNAL_SECRET,
+        **cache_env,
+    }
+    if mode == "direct":
+        application = create_app(make_settings(database_url, **env), plugins=cache_plugins)
+        async with LifespanManager(application) as manager:
+            yield manager.app, application.state.lifespan, None
+        return
+    async with serve_app(create_app(make_settings(database_url, **env), plugins=cache_plugins)) as url:
+        front = create_app(make_settings(database_url, **env, **remote_env(("cache",), url)), plugins=cache_plugins)
+        async with LifespanManager(front) as manager:
+            yield manager.app, front.state.lifespan, url
 
 
 @pytest.fixture
-def cache(cache_app: tuple[Any, dict[str, Any]]) -> Any:
-    """The cache service as other plugins see it (`services.cache`)."""
+def cache(cache_app: CacheApp) -> Any:
+    """The cache service as other plugins see it (`services.cache`): direct, or remote in remote mode."""
     return cache_app[1]["services"].cache
 
 
 @pytest.fixture
-async def cache_admin(cache_app: tuple[Any, dict[str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(cache_app: CacheApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the instance where the cache runs direct (its metrics live there)."""
+    app, _, url = cache_app
+    client = asgi_client(app) if url is None else httpx.AsyncClient(base_url=url)
+    async with client:
+        yield client
+
+
+@pytest.fixture
+async def cache_admin(cache_app: CacheApp) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(cache_app[0], authorization=f"Bearer {ADMIN_KEY}") as c:
         yield c
 
@@ -85,9 +124,7 @@ async def tenants(cache_admin: httpx.AsyncClient) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-async def clients(
-    cache_app: tuple[Any, dict[str, Any]], tenants: list[dict[str, str]]
-) -> AsyncIterator[list[httpx.AsyncClient]]:
+async def clients(cache_app: CacheApp, tenants: list[dict[str, str]]) -> AsyncIterator[list[httpx.AsyncClient]]:
     """One client per tenant (two tenants)."""
     a = asgi_client(cache_app[0], authorization=f"Bearer {tenants[0]['api_key']}")
     b = asgi_client(cache_app[0], authorization=f"Bearer {tenants[1]['api_key']}")

@@ -1,4 +1,5 @@
-"""The key/value API over HTTP, run against both backends: values, TTL expiry, namespace clear, isolation."""
+"""The key/value API over HTTP, run against both backends and in both modes: values, TTL expiry, namespace clear,
+isolation, errors."""
 
 from __future__ import annotations
 
@@ -117,15 +118,15 @@ async def test_stats_count_hits_and_misses_per_tenant(clients: list[httpx.AsyncC
 
 
 async def test_lookups_are_exported_as_prometheus_metrics(
-    clients: list[httpx.AsyncClient], cache_app: tuple[Any, dict[str, Any]], cache_backend: str
+    clients: list[httpx.AsyncClient], serving: httpx.AsyncClient, cache_backend: str
 ) -> None:
+    # The counters belong to the deployment where the cache runs direct (in remote mode, the serving one).
     api = clients[0]
     await api.put(f"{URL}/ns/k", json={"value": 1})
     await api.get(f"{URL}/ns/k")
     await api.get(f"{URL}/ns/k")
     await api.get(f"{URL}/ns/nope")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cache_app[0]), base_url="http://t") as c:
-        text = (await c.get("/metrics")).text
+    text = (await serving.get("/metrics")).text
     labels = f'backend="{cache_backend}",kind="kv",plugin="cache"'
     assert f'faas_cache_lookups_total{{{labels},result="hit"}} 2.0' in text
     assert f'faas_cache_lookups_total{{{labels},result="miss"}} 1.0' in text
@@ -137,3 +138,14 @@ async def test_routes_are_in_the_openapi_document(clients: list[httpx.AsyncClien
     assert set(entry) >= {"get", "put", "delete"}
     assert "delete" in doc["paths"]["/api/v1/cache/{namespace}"]
     assert "get" in doc["paths"]["/api/v1/cache/-/stats"]
+
+
+async def test_integers_past_64_bits_round_trip_exactly(clients: list[httpx.AsyncClient]) -> None:
+    api = clients[0]
+    for key, value in [("big", 123456789012345678901234567890), ("nested", {"k": [-18446744073709551617, 1.5]})]:
+        r = await api.put(f"{URL}/ns/{key}", json={"value": value})
+        assert r.status_code == 200, r.text
+        assert r.json()["value"] == value
+        got = await api.get(f"{URL}/ns/{key}")
+        assert got.status_code == 200, got.text
+        assert got.json()["value"] == value

@@ -7,9 +7,17 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from tests.plugins.cache.conftest import REDIS_URL
+
+
+@pytest.fixture(params=[("direct", "postgres"), ("direct", "redis")], ids="-".join)
+def variant(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Direct only: these tests reach into the backend (`sweep`, its Redis prefix)."""
+    mode, backend = request.param
+    return str(mode), str(backend)
 
 
 async def test_cleared_and_expired_entries_are_reclaimed(

@@ -99,4 +99,3 @@ def test_config_file_errors_name_the_field(tmp_path: Path) -> None:
     )
     entry = load_file(good, {"K": "sk"})["m"]
     assert entry.deployments[0].weight == 3 and entry.deployments[0].api_key is not None
-

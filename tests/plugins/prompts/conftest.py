@@ -1,4 +1,8 @@
-"""Prompts fixtures: an app mounting the prompts plugin alone, and clients for two tenants."""
+"""Prompts fixtures: the API tests run with the prompts plugin direct and remote (`mode`), for two tenants.
+
+In remote mode the app the clients talk to serves the routes and calls a second app instance (the prompts plugin
+direct, under uvicorn on 127.0.0.1) through `RemotePromptsService`; both mount the prompts plugin alone.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,27 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, make_settings, new_tenant
+from tests.conftest import ADMIN_KEY, asgi_client, new_tenant
 
 
 @pytest.fixture
-async def prompts_app(database_url: str) -> AsyncIterator[Any]:
-    from plugins.prompts import plugin
-
-    application = create_app(make_settings(database_url, FAAS_PLUGINS="prompts"), plugins=[plugin])
-    async with LifespanManager(application) as manager:
-        yield manager.app
+def remote_plugins() -> tuple[str, ...]:
+    return ("prompts",)
 
 
 @pytest.fixture
-async def clients(prompts_app: Any) -> AsyncIterator[list[httpx.AsyncClient]]:
+def mode_env() -> dict[str, str]:
+    return {"FAAS_PLUGINS": "prompts"}
+
+
+@pytest.fixture
+async def clients(mode_app: Any) -> AsyncIterator[list[httpx.AsyncClient]]:
     """Clients of two different tenants."""
-    async with asgi_client(prompts_app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+    async with asgi_client(mode_app, authorization=f"Bearer {ADMIN_KEY}") as admin:
         keys = [(await new_tenant(admin))["api_key"] for _ in range(2)]
-    a = asgi_client(prompts_app, authorization=f"Bearer {keys[0]}")
-    b = asgi_client(prompts_app, authorization=f"Bearer {keys[1]}")
+    a = asgi_client(mode_app, authorization=f"Bearer {keys[0]}")
+    b = asgi_client(mode_app, authorization=f"Bearer {keys[1]}")
     async with a, b:
         yield [a, b]
 

@@ -30,6 +30,8 @@ SAVED_ESCAPES = [
     "{{ x|pprint }}",
     "{% if %}",
 ]
+
+
 RENDERED_ESCAPES: list[tuple[str, dict[str, Any]]] = [
     ("{{ '{0.__class__.__mro__}'.format(x) }}", {"x": 1}),
     ("{{ s.format(x) }}", {"s": "{0.__class__}", "x": 1}),
@@ -42,6 +44,12 @@ RENDERED_ESCAPES: list[tuple[str, dict[str, Any]]] = [
     ("{{ x.center(10000000) }}", {"x": "a"}),
     ("{{ 2 ** 100000 }}", {}),
 ]
+
+
+@pytest.fixture
+def mode() -> str:
+    """The sandbox is the direct service's own: these many cases run direct (test_render covers remote errors)."""
+    return "direct"
 
 
 @pytest.mark.parametrize("template", SAVED_ESCAPES)
