@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import databases
 import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import InvalidInput, problem_response
 
 log = logging.getLogger("faas.db")
 
@@ -64,6 +69,23 @@ class Database(databases.Database):
 async def _reset(conn: Any) -> None:
     if conn.is_in_transaction():  # a task cancelled mid-transaction must not hand its transaction on
         await conn.execute("ROLLBACK")
+
+
+async def handle_data_error(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refused a value (a NUL character, a number out of range...): the client's input, so a 422.
+
+    Validation catches what it can name; this is the net under it, so that no such value ever becomes a 500.
+    """
+    assert isinstance(exc, asyncpg.exceptions.DataError)
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    log.info("database refused a value: %s", reason)
+    return problem_response(
+        InvalidInput(f"a value in the request cannot be stored: {reason} (text may not contain NUL characters)"),
+        instance=request.url.path,
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {asyncpg.exceptions.DataError: handle_data_error}
 
 
 def start_embedded(data_dir: Path) -> str:

@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from app import admin, health, migrations, openapi
+from app import db as db_errors
 from app.db import Database
 from app.errors import EXCEPTION_HANDLERS
 from app.http_client import ServiceClientManager
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 access_log=settings.access_log,
             )
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **db_errors.EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )
 

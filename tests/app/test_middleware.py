@@ -154,3 +154,44 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
         r = await c.get("/api/v1/boom/x")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret internals" not in r.text and "Traceback" not in r.text and r.json()["request_id"]
+
+
+async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> None:
+    """The net under validation: a NUL character or an out-of-range number reaching the database is the
+    client's input error, answered as such, and nothing is half-written."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from app.plugin_kit import direct_factory
+    from app.plugins import Plugin, discover
+    from app.routing import api_route, json_response
+
+    async def store(request: Request) -> Response:
+        value = request.query_params["v"]
+        db = request.state.db
+        await db.execute("CREATE TABLE IF NOT EXISTS scratch (t text, n int4)")
+        async with db.transaction():
+            await db.execute("INSERT INTO scratch (t) VALUES ('first')")
+            if value == "big":
+                await db.execute("INSERT INTO scratch (n) VALUES (CAST(:v AS bigint))", {"v": 2**40})
+            else:
+                await db.execute("INSERT INTO scratch (t) VALUES (:v)", {"v": value})
+        return json_response({"rows": await db.fetch_val("SELECT count(*) FROM scratch")})
+
+    class Nothing:
+        def __init__(self, ctx: object) -> None:
+            pass
+
+    plugin = Plugin(
+        name="scratch",
+        direct=direct_factory(Nothing),
+        routes=lambda: [api_route("POST", "/", store, "Store", auth="none")],
+    )
+    app = create_app(make_settings(database_url, FAAS_PLUGINS="scratch"), plugins=[*discover(), plugin])
+    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        for bad in ("a\x00b", "big"):
+            r = await c.post("/api/v1/scratch", params={"v": bad})
+            assert r.status_code == 422, r.text
+            assert r.json()["type"] == "urn:faas:problem:invalid-input"
+        r = await c.post("/api/v1/scratch", params={"v": "fine"})
+    assert r.json() == {"rows": 2}  # 'first' rows of the refused requests were rolled back
