@@ -9,10 +9,13 @@ path. A cache hit is recorded at no cost.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from app.context import current_request_id
+from app.errors import ServiceError
 from plugins.gateway import wire
 from plugins.gateway.catalog import Deployment, ModelEntry
 from plugins.gateway.ledger import UsageLedger
@@ -40,6 +43,26 @@ class Meter:
         estimate = sum(wire.estimate_text_tokens(t) for t in texts)
         cost = max(d.cost(estimate, 0) for d in entry.deployments)
         return await self.reserve(tenant_id, entry, tokens=estimate, cost=cost), estimate
+
+    @contextmanager
+    def failures(
+        self, *, tenant_id: str, model: str, started: float, reservation: Reservation | None, stream: bool = False
+    ) -> Iterator[None]:
+        """Record a provider call that raised (its status and reason, no tokens, reservation settled), re-raise."""
+        try:
+            yield
+        except ServiceError as exc:
+            self.record(
+                tenant_id=tenant_id,
+                model=model,
+                dep=None,
+                started=started,
+                status=exc.status,
+                reservation=reservation,
+                stream=stream,
+                error=exc.detail,
+            )
+            raise
 
     def record(
         self,

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from app.errors import NotFound, ServiceError
+from app.errors import NotFound
 from app.plugin_kit import LocalDescription, PluginInfo
 from plugins.gateway import cached, wire
 from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Kind, ModelEntry
@@ -161,19 +161,8 @@ class DirectGatewayService:
         if hit is not None:
             return hit
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        try:
+        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             result, dep = await self.router.chat(entry, body)
-        except ServiceError as exc:
-            self.meter.record(
-                tenant_id=tenant_id,
-                model=entry.name,
-                dep=None,
-                started=started,
-                status=exc.status,
-                reservation=reservation,
-                error=exc.detail,
-            )
-            raise
         u = result.get("usage") or {}
         self.meter.record(
             tenant_id=tenant_id,
@@ -196,20 +185,10 @@ class DirectGatewayService:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         entry = await self._entry(tenant_id, body["model"], "chat")
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        try:
+        with self.meter.failures(
+            tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation, stream=True
+        ):
             dep, chunks = await self.router.stream(entry, body)
-        except ServiceError as exc:
-            self.meter.record(
-                tenant_id=tenant_id,
-                model=entry.name,
-                dep=None,
-                started=started,
-                status=exc.status,
-                reservation=reservation,
-                stream=True,
-                error=exc.detail,
-            )
-            raise
         return sse_events(
             self.meter,
             tenant_id=tenant_id,
@@ -258,19 +237,8 @@ class DirectGatewayService:
         texts = texts_of(request.input)
         entry = await self._entry(tenant_id, request.model or LOCAL_EMBEDDING_MODEL, "embeddings")
         reservation, estimate = await self.meter.reserve_embeddings(tenant_id, entry, texts)
-        try:
+        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
-        except ServiceError as exc:
-            self.meter.record(
-                tenant_id=tenant_id,
-                model=entry.name,
-                dep=None,
-                started=started,
-                status=exc.status,
-                reservation=reservation,
-                error=exc.detail,
-            )
-            raise
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
             vectors = [resize(v, request.dimensions or DIMENSIONS) for v in vectors]
