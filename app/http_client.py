@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -385,7 +385,8 @@ class ServiceClientManager:
         self.metrics = ClientMetrics(registry or CollectorRegistry())
         self._clients: dict[str, ServiceHTTPClient] = {}
 
-    def get_client(self, name: str) -> ServiceHTTPClient:
+    def get_client(self, name: str, *, defaults: Mapping[str, float] | None = None) -> ServiceHTTPClient:
+        """The client for upstream `name`; `defaults` are the plugin's own tuning (environment overrides win)."""
         client = self._clients.get(name)
         if client is None:
             url = self.settings.plugin(name).url
@@ -394,7 +395,7 @@ class ServiceClientManager:
             client = self._clients[name] = ServiceHTTPClient(
                 name,
                 url,
-                options=self.settings.client(name),
+                options=self.settings.client(name, defaults),
                 secret=self.settings.internal_secret,
                 metrics=self.metrics,
             )

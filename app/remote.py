@@ -9,9 +9,9 @@ signed headers, so the serving deployment acts for the same tenant.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -33,9 +33,12 @@ def _params(params: BaseModel | dict[str, Any] | None) -> dict[str, Any] | None:
 class RemoteService:
     """Base class: `describe()` and `ready()` for free, `call`/`call_json`/`stream` for the plugin's own methods."""
 
+    # Client tuning this plugin's calls need by default (FAAS_<NAME>_CLIENT_* and FAAS_CLIENT_* still win).
+    client_defaults: ClassVar[Mapping[str, float]] = {}
+
     def __init__(self, ctx: PluginContext) -> None:
         self.name = ctx.config.name
-        self.client: ServiceHTTPClient = ctx.clients.get_client(self.name)
+        self.client: ServiceHTTPClient = ctx.clients.get_client(self.name, defaults=self.client_defaults)
         self.prefix = f"/api/v1/{self.name}"
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:

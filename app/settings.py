@@ -111,9 +111,13 @@ class Settings:
     def plugin_env(self, name: str, setting: str, default: str | None = None) -> str | None:
         return self.environ.get(f"FAAS_{name.upper()}_{setting.upper()}", default)
 
-    def client(self, name: str) -> ClientSettings:
-        """Client tuning for upstream `name` (the FAAS_CLIENT_* defaults when it has no overrides)."""
-        return self.client_settings.get(name) or self.client_settings.get("") or ClientSettings()
+    def client(self, name: str, defaults: Mapping[str, float] | None = None) -> ClientSettings:
+        """Client tuning for upstream `name`. Precedence: FAAS_<NAME>_CLIENT_<X>, then FAAS_CLIENT_<X>, then the
+        plugin's own `defaults` (an LLM call legitimately runs for minutes), then the built-in defaults."""
+        if not defaults:
+            return self.client_settings.get(name) or self.client_settings.get("") or ClientSettings()
+        base = _client_overrides(self.environ, "FAAS_CLIENT_", replace(ClientSettings(), **defaults))  # type: ignore[arg-type]
+        return _client_overrides(self.environ, f"FAAS_{name.upper()}_CLIENT_", base)
 
     @property
     def any_remote(self) -> bool:

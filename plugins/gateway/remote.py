@@ -10,9 +10,9 @@ only caller, and it has checked that key already).
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -38,6 +38,10 @@ from plugins.gateway.schemas import (
 
 class RemoteGatewayService(RemoteService):
     """`GatewayService` in remote mode; `describe()` and `ready()` come from `RemoteService`."""
+
+    # A completion can run for minutes and the serving gateway may fall back across deployments (60 s each by
+    # default): the service client's 10 s per try would cut ordinary LLM calls short.
+    client_defaults: ClassVar[Mapping[str, float]] = {"timeout": 180.0, "deadline": 600.0}
 
     def __init__(self, ctx: PluginContext) -> None:
         super().__init__(ctx)

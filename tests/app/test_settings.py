@@ -65,3 +65,14 @@ def test_dotenv_file_is_read_and_environment_wins(
     monkeypatch.delenv("FAAS_PLUGINS", raising=False)
     s = Settings.from_env(dotenv=env_file)
     assert s.plugins == ("rag", "gateway") and s.log_level == "warning"
+
+
+def test_client_tuning_precedence_per_upstream_then_global_then_plugin_defaults() -> None:
+    llm = {"timeout": 180.0, "deadline": 600.0}
+    s = Settings.from_env({})
+    assert s.client("gateway", llm).timeout == 180.0 and s.client("gateway", llm).deadline == 600.0
+    assert s.client("rag").timeout == 10.0  # no plugin defaults: the built-in ones
+    s = Settings.from_env({"FAAS_CLIENT_TIMEOUT": "20"})
+    assert s.client("gateway", llm).timeout == 20.0 and s.client("gateway", llm).deadline == 600.0
+    s = Settings.from_env({"FAAS_CLIENT_TIMEOUT": "20", "FAAS_GATEWAY_CLIENT_TIMEOUT": "300"})
+    assert s.client("gateway", llm).timeout == 300.0 and s.client("rag").timeout == 20.0

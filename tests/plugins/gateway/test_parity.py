@@ -276,3 +276,32 @@ async def test_a_gateway_error_behind_another_plugin_is_a_plain_problem(admin: h
         problem["type"] == "urn:faas:problem:rate-limited" and problem["instance"] == "/api/v1/cache/-/responses/lookup"
     )
     assert "error" not in problem and problem["code"] == "rate_limit_exceeded"
+
+
+async def test_a_remote_gateway_allows_llm_length_calls(database_url: str) -> None:
+    """The remote gateway's client waits minutes, not the service client's 10 s default, for a completion."""
+    from app.http_client import ServiceClientManager
+    from app.plugins import PluginContext, Services
+    from plugins.gateway.remote import RemoteGatewayService
+    from tests.conftest import INTERNAL_SECRET, make_settings
+
+    settings = make_settings(
+        database_url,
+        FAAS_GATEWAY_MODE="remote",
+        FAAS_GATEWAY_URL="http://127.0.0.1:9",
+        FAAS_INTERNAL_SECRET=INTERNAL_SECRET,
+    )
+    clients = ServiceClientManager(settings)
+    try:
+        ctx = PluginContext(
+            settings=settings,
+            db=None,
+            services=Services(),
+            clients=clients,
+            metrics=None,  # type: ignore[arg-type]
+            config=settings.plugin("gateway"),
+        )
+        service = RemoteGatewayService(ctx)
+        assert service.client.options.timeout >= 120 and service.client.options.deadline >= 300
+    finally:
+        await clients.aclose()
