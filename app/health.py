@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app import migrations
+from app.http_client import without_credentials
 from app.metrics import metrics_endpoint
 from app.openapi import openapi_endpoint
 from app.plugins import Services
@@ -39,7 +40,7 @@ async def _plugin_check(name: str, service: Any) -> tuple[str, dict[str, Any]]:
         async with asyncio.timeout(2.0):
             result = await probe()
     except Exception as exc:  # a failing probe is a reported check, not a 500
-        return name, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return name, {"ok": False, "error": without_credentials(f"{type(exc).__name__}: {exc}")[:300]}
     if isinstance(result, dict):
         return name, {"ok": bool(result.get("ok", True)), **result}
     return name, {"ok": bool(result)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -34,8 +35,14 @@ from app.http_transport import pooled_transport
 from app.settings import ClientSettings, Secret, Settings
 from app.signing import DEADLINE_HEADER, sign
 
+_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def without_credentials(text: str) -> str:
+    """`text` with any `user:password@` of a URL in it masked: /health/ready is public, a URL's userinfo is not."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -199,7 +206,7 @@ class ServiceHTTPClient:
             ok, detail = False, {"error": type(exc).__name__}
         return {
             "ok": ok,
-            "url": self.base_url,
+            "url": without_credentials(self.base_url),
             "breaker": self.breaker.state,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             **detail,

@@ -370,3 +370,14 @@ async def test_stream_yields_chunks_as_they_arrive_and_problems_raise() -> None:
             async for _ in c.stream("GET", "/conflict"):
                 pass
         await c.aclose()
+
+
+def test_credentials_in_urls_never_reach_the_public_readiness_report() -> None:
+    from app.http_client import without_credentials
+
+    assert without_credentials("http://svc:s3cret@rag:8000/x") == "http://***@rag:8000/x"
+    assert (
+        without_credentials("ConnectError: redis://:pw@cache:6379 refused")
+        == "ConnectError: redis://***@cache:6379 refused"
+    )
+    assert without_credentials("http://rag:8000") == "http://rag:8000"
