@@ -7,7 +7,9 @@ Layers, each of which alone refuses the known escapes (`''.__class__.__mro__`, `
 - the environment has no globals (no `range`, `cycler`, `joiner`, `namespace`, `lipsum`, `dict`), strict
   undefined variables, no loader, and the sandbox's own attribute checks;
 - at run time only a few plain methods of strings, dicts and the loop may be called (no `format`), `%` on
-  strings is refused, and `*` / `**` cannot build huge values;
+  strings is refused, and `*`, `+`, `~`, `**` and the filters taking a size (`batch`, `slice`, `tojson`'s
+  indent, `sum`'s start) cannot build huge values: a single C call such as `[x] * n` would allocate it all
+  before the deadline below could interrupt it (a MemoryError that gets through is reported as a render limit);
 - output is capped while it streams and the render runs in its own thread under a deadline: past it the thread
   receives an exception at its next bytecode and stops.
 """
@@ -22,14 +24,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.filters import FILTERS
+from jinja2.filters import FILTERS, do_batch, do_tojson, sync_do_slice, sync_do_sum
+from jinja2.nodes import EvalContext
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import pass_environment, pass_eval_context
 
 from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
 
 MAX_OUTPUT_CHARS = 256 * 1024
+MAX_JSON_INDENT = 16
 RENDER_SECONDS = 1.0
 
 _ALLOWED_FILTERS = (
@@ -65,6 +71,75 @@ def _too_big(size: int) -> RenderLimitExceeded:
     return RenderLimitExceeded(f"the rendered output would exceed {MAX_OUTPUT_CHARS} characters ({size})")
 
 
+def _weight(value: Any) -> int:
+    """Characters of strings plus items of containers in `value`, counted only until past MAX_OUTPUT_CHARS."""
+    total = 0
+    stack = [value]
+    while stack and total <= MAX_OUTPUT_CHARS:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, list | tuple | set | frozenset | dict):
+            total += len(item)
+            if total <= MAX_OUTPUT_CHARS:
+                stack.extend(item.values() if isinstance(item, dict) else item)
+                if isinstance(item, dict):
+                    stack.extend(item.keys())
+    return total
+
+
+def _cap_size(filter_name: str, size: Any) -> None:
+    if isinstance(size, int) and size > MAX_OUTPUT_CHARS:
+        raise RenderLimitExceeded(f"{filter_name}() takes a size of at most {MAX_OUTPUT_CHARS}, not {size}")
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
+    _cap_size("batch", linecount)  # do_batch pads with `[fill_with] * (linecount - n)` in one C call
+    return do_batch(value, linecount, fill_with)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
+    _cap_size("slice", slices)
+    return sync_do_slice(value, slices, fill_with)
+
+
+@pass_eval_context
+def _tojson(eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
+    # json.dumps builds `" " * indent` (or repeats a string indent) once per nesting level.
+    width = len(indent) if isinstance(indent, str) else indent
+    if width is not None and (not isinstance(width, int) or not 0 <= width <= MAX_JSON_INDENT):
+        raise SecurityError(f"tojson(indent=...) must be a number from 0 to {MAX_JSON_INDENT}")
+    return do_tojson(eval_ctx, value, indent)
+
+
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    # sum(start=[]) or start='' concatenates in one quadratic C call.
+    if isinstance(start, bool) or not isinstance(start, int | float):
+        raise SecurityError("sum(start=...) must be a number")
+    return sync_do_sum(environment, iterable, attribute, start)
+
+
+def _concat(parts: Iterable[Any]) -> str:
+    texts = [str(p) for p in parts]
+    size = sum(map(len, texts))
+    if size > MAX_OUTPUT_CHARS:
+        raise _too_big(size)
+    return "".join(texts)
+
+
+class _CodeGenerator(CodeGenerator):
+    """Compiles `a ~ b` to the environment's size-checked `limited_concat` instead of an unchecked `str_join`."""
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.limited_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 def _join(value: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
     items = [str(v) for v in value] if attribute is None else None
     if items is not None:
@@ -84,7 +159,9 @@ def _replace(s: Any, old: str, new: str, count: int | None = None) -> str:
 
 
 class PromptSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "+", "**", "%"})
+    code_generator_class = _CodeGenerator
+    limited_concat = staticmethod(_concat)
 
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
@@ -92,6 +169,10 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: FILTERS[name] for name in _ALLOWED_FILTERS}
         self.filters["join"] = _join
         self.filters["replace"] = _replace
+        self.filters["batch"] = _batch
+        self.filters["slice"] = _slice
+        self.filters["tojson"] = _tojson
+        self.filters["sum"] = _sum
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # The stock sandbox returns an Undefined that only fails when printed; `|list` would print "[Undefined]".
@@ -101,9 +182,15 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         if operator == "%" and isinstance(left, str):
             raise SecurityError("'%' string formatting is not allowed: use ~ to join strings")
         if operator == "*":
+            # Weighed by content, not length: `[s] * n` holds n references, but every filter (map, join, string)
+            # turns it into n copies of s.
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_OUTPUT_CHARS:
-                    raise _too_big(len(seq) * n)
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and _weight(seq) * n > MAX_OUTPUT_CHARS:
+                    raise _too_big(_weight(seq) * n)
+        if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            size = _weight(left) + _weight(right)
+            if size > MAX_OUTPUT_CHARS:
+                raise _too_big(size)
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
             raise SecurityError("exponents above 64 are not allowed")
         return super().call_binop(context, operator, left, right)
@@ -179,6 +266,8 @@ def _translate(exc: BaseException) -> BaseException:
         )
     if isinstance(exc, SecurityError):
         return _refuse(str(exc))
+    if isinstance(exc, MemoryError):
+        return RenderLimitExceeded("rendering needed more memory than a prompt may use")
     if isinstance(exc, TemplateError | TypeError | ValueError | ArithmeticError | LookupError | RecursionError):
         return TemplateRefused(f"the template failed while rendering: {type(exc).__name__}: {exc}")
     return exc

@@ -3,10 +3,14 @@ reached through variable values at render time (refused when it is rendered)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 import pytest
+
+from plugins.prompts.errors import RenderLimitExceeded
+from plugins.prompts.sandbox import RENDER_SECONDS, run_limited
 
 URL = "/api/v1/prompts"
 REFUSED = "urn:faas:problem:template-refused"
@@ -85,3 +89,46 @@ async def test_globals_are_gone(api: httpx.AsyncClient) -> None:
         assert (await api.get(f"{URL}/{name}")).json()["versions"][0]["variables"] == [name]
         r = await api.post(f"{URL}/{name}/render", json={"variables": {}})
         assert r.status_code == 400 and r.json()["missing"] == [name]
+
+
+# Each would allocate gigabytes in one C call (which the render deadline cannot interrupt), or nearly so.
+HUGE_VALUES: list[tuple[str, dict[str, Any]]] = [
+    ("{{ [1]|batch(2000000000, 0)|list|length }}", {}),
+    ("{{ [1]|slice(2000000000, 0)|list|length }}", {}),
+    ('{{ ([a]*250000)|map("upper")|list|length }}', {"a": "x" * 100}),
+    ('{{ x|map("batch", 2000000000, 0)|list|length }}', {"x": [[1]]}),
+    ("{{ x|sum(start=[])|length }}", {"x": [[1] * 100] * 100}),
+    ("{{ x|tojson(indent=1000000000) }}", {"x": [[1]]}),
+    ('{% set s = "x" * 200000 %}{% set t = s ~ s %}{{ t|length }}', {}),
+    ('{% set s = "x" * 200000 %}{% set t = s + s %}{{ t|length }}', {}),
+    ("{% set s = x * 200000 %}{% set t = s + s %}{{ t|length }}", {"x": [1]}),
+]
+
+
+@pytest.mark.parametrize(("template", "variables"), HUGE_VALUES)
+async def test_huge_values_are_refused_before_they_are_built(
+    api: httpx.AsyncClient, template: str, variables: dict[str, Any]
+) -> None:
+    r = await api.post(URL, json={"name": "huge", "template": template, "syntax": "jinja2"})
+    assert r.status_code == 201, r.text
+    started = time.monotonic()
+    r = await api.post(f"{URL}/huge/render", json={"variables": variables})
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] in (REFUSED, "urn:faas:problem:render-limit")
+    assert time.monotonic() - started < RENDER_SECONDS  # refused up front, not stopped at the deadline
+
+
+async def test_size_limited_operations_still_work_below_the_limits(api: httpx.AsyncClient) -> None:
+    template = (
+        "{{ [1, 2, 3]|batch(2, 0)|list }} {{ [1, 2, 3]|slice(2)|list }} {{ x|tojson(indent=2) }} "
+        "{{ [1, 2]|sum(start=1) }} {{ a ~ 'b' }} {{ a + 'c' }} {{ ([1] * 250000)|length }}"
+    )
+    assert (await api.post(URL, json={"name": "ok", "template": template, "syntax": "jinja2"})).status_code == 201
+    r = await api.post(f"{URL}/ok/render", json={"variables": {"x": [1], "a": "a"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == "[[1, 2], [3, 0]] [[1, 2], [3]] [\n  1\n] 4 ab ac 250000"
+
+
+async def test_running_out_of_memory_is_a_render_limit() -> None:
+    with pytest.raises(RenderLimitExceeded, match="memory"):
+        await run_limited(lambda: bytearray(2**62))
