@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.auth import tenant_id
-from app.errors import NotFound
 from app.plugin_kit import describe_route
 from app.routing import Schema, api_route, empty_response, json_response, read_body
 from plugins.cache import codec
@@ -26,6 +24,7 @@ from plugins.cache.schemas import (
     ResponseLookup,
     ResponseLookupResult,
     ResponseStore,
+    parse_path,
 )
 from plugins.cache.service import CacheService
 
@@ -38,12 +37,7 @@ def _service(request: Request) -> CacheService:
 
 
 def _path(request: Request, model: type[P]) -> P:
-    try:
-        return model.model_validate(request.path_params)
-    except ValidationError as exc:
-        errors = [{"loc": ["path", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        # No entry can live at such a path, so it is not found; `errors` says which part and what is allowed.
-        raise NotFound("no cache entry can have this namespace or key", extra={"errors": errors}) from None
+    return parse_path(model, **request.path_params)
 
 
 async def get_entry(request: Request) -> Response:

@@ -8,11 +8,14 @@ from app.remote import RemoteService
 from plugins.cache.schemas import (
     CachedResponse,
     CacheStats,
+    EntryPath,
     EntryPublic,
     EntryPut,
+    NamespacePath,
     ResponseLookup,
     ResponseLookupResult,
     ResponseStore,
+    parse_path,
 )
 
 
@@ -26,20 +29,25 @@ class RemoteCacheService(RemoteService):
     def _as(self, tenant_id: str) -> dict[str, str]:
         return {"X-Tenant-ID": tenant_id}
 
+    # Checked before the path is built: a key of dots would be resolved away by the HTTP client (see schemas).
     async def get_entry(self, *, tenant_id: str, namespace: str, key: str) -> EntryPublic:
+        parse_path(EntryPath, namespace=namespace, key=key)
         return await self.call("GET", f"/{namespace}/{key}", EntryPublic, headers=self._as(tenant_id))
 
     async def set_entry(
         self, *, tenant_id: str, namespace: str, key: str, value: Any, ttl_seconds: int | None = None
     ) -> EntryPublic:
+        parse_path(EntryPath, namespace=namespace, key=key)
         body = EntryPut(value=value, ttl_seconds=ttl_seconds).model_dump(mode="json", exclude_none=True)
         body.setdefault("value", None)
         return await self.call("PUT", f"/{namespace}/{key}", EntryPublic, body=body, headers=self._as(tenant_id))
 
     async def delete_entry(self, *, tenant_id: str, namespace: str, key: str) -> None:
+        parse_path(EntryPath, namespace=namespace, key=key)
         await self.send("DELETE", f"/{namespace}/{key}", headers=self._as(tenant_id))
 
     async def clear_namespace(self, *, tenant_id: str, namespace: str) -> None:
+        parse_path(NamespacePath, namespace=namespace)
         await self.send("DELETE", f"/{namespace}", headers=self._as(tenant_id))
 
     async def stats(self, *, tenant_id: str) -> CacheStats:

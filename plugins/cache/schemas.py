@@ -2,19 +2,25 @@
 
 Namespaces and keys travel in URL paths, so their alphabet is restricted (no `/`, no spaces) and checked here;
 a namespace may not start with `-`, which keeps `/-/...` free for the plugin's own routes and internal namespaces.
+Neither may be made only of dots: HTTP clients resolve `.` and `..` segments, so `DELETE .../ns/.` would arrive
+as `DELETE .../ns` and clear the namespace.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, ValidationError
 
+from app.errors import NotFound
 from app.routing import Schema
 
+P = TypeVar("P", bound=Schema)
+
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.~-]{0,63}$"
-KEY_PATTERN = r"^[A-Za-z0-9_.~:@+=-]{1,256}$"
+# Some character other than a dot (no look-ahead: pydantic's regex engine has none); the length is max_length's.
+KEY_PATTERN = r"^\.*[A-Za-z0-9_~:@+=-][A-Za-z0-9_.~:@+=-]*$"
 MAX_TTL_SECONDS = 30 * 24 * 3600
 
 
@@ -32,7 +38,14 @@ Namespace = Annotated[
     str,
     Field(pattern=NAMESPACE_PATTERN, description="1-64 of A-Z a-z 0-9 _ . ~ -, starting with A-Z a-z 0-9 _"),
 ]
-Key = Annotated[str, Field(pattern=KEY_PATTERN, description="1-256 characters from A-Z a-z 0-9 _ . ~ : @ + = -")]
+Key = Annotated[
+    str,
+    Field(
+        pattern=KEY_PATTERN,
+        max_length=256,
+        description="1-256 characters from A-Z a-z 0-9 _ . ~ : @ + = -, not only dots",
+    ),
+]
 
 
 class EntryPath(Schema):
@@ -42,6 +55,15 @@ class EntryPath(Schema):
 
 class NamespacePath(Schema):
     namespace: Namespace
+
+
+def parse_path(model: type[P], **params: str) -> P:
+    """`params` as `model`, or NotFound (no entry can live there) with `errors` naming the part and the rule."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        errors = [{"loc": ["path", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise NotFound("no cache entry can have this namespace or key", extra={"errors": errors}) from None
 
 
 class EntryPut(Schema):

@@ -24,7 +24,15 @@ from plugins.cache import codec, llm
 from plugins.cache.backends import CacheBackend, PostgresCacheBackend, RedisCacheBackend
 from plugins.cache.config import CacheConfig
 from plugins.cache.counters import CacheCounters
-from plugins.cache.schemas import CachedResponse, CacheStats, EntryPublic, HitMiss
+from plugins.cache.schemas import (
+    CachedResponse,
+    CacheStats,
+    EntryPath,
+    EntryPublic,
+    HitMiss,
+    NamespacePath,
+    parse_path,
+)
 from plugins.cache.store import EMBEDDING_DIM, CacheStore
 
 log = logging.getLogger("faas.cache")
@@ -115,6 +123,7 @@ class DirectCacheService:
     # -- key/value --------------------------------------------------------------------------------------------
 
     async def get_entry(self, *, tenant_id: str, namespace: str, key: str) -> EntryPublic:
+        parse_path(EntryPath, namespace=namespace, key=key)
         entry = await self.backend.get(tenant_id=tenant_id, namespace=namespace, key=key)
         self.counters.count(tenant_id, "kv", entry is not None)
         if entry is None:
@@ -124,6 +133,7 @@ class DirectCacheService:
     async def set_entry(
         self, *, tenant_id: str, namespace: str, key: str, value: Any, ttl_seconds: int | None = None
     ) -> EntryPublic:
+        parse_path(EntryPath, namespace=namespace, key=key)
         raw = codec.dumps(value)
         if len(raw) > self.config.max_value_bytes:
             raise PayloadTooLarge(
@@ -140,10 +150,12 @@ class DirectCacheService:
         return EntryPublic(namespace=namespace, key=key, value=value, expires_at=expires_at)
 
     async def delete_entry(self, *, tenant_id: str, namespace: str, key: str) -> None:
+        parse_path(EntryPath, namespace=namespace, key=key)
         if not await self.backend.delete(tenant_id=tenant_id, namespace=namespace, key=key):
             raise NotFound(f"no entry {key!r} in cache namespace {namespace!r}")
 
     async def clear_namespace(self, *, tenant_id: str, namespace: str) -> None:
+        parse_path(NamespacePath, namespace=namespace)
         await self.backend.clear_namespace(tenant_id=tenant_id, namespace=namespace)
 
     async def stats(self, *, tenant_id: str) -> CacheStats:

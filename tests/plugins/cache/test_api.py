@@ -8,6 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
+
+from app.errors import NotFound
 
 URL = "/api/v1/cache"
 
@@ -88,6 +91,7 @@ async def test_bad_input_is_refused_with_the_field_named(clients: list[httpx.Asy
         (f"{URL}/{'n' * 65}/k", {"value": 1}, "namespace"),
         (f"{URL}/ns/{'k' * 257}", {"value": 1}, "key"),
         (f"{URL}/ns/sp%20ace", {"value": 1}, "key"),
+        (f"{URL}/ns/...", {"value": 1}, "key"),
         (f"{URL}/ns/k", {"value": 1, "ttl_seconds": 0}, "ttl_seconds"),
         (f"{URL}/ns/k", {"value": 1, "ttl_seconds": 30 * 24 * 3600 + 1}, "ttl_seconds"),
         (f"{URL}/ns/k", {"ttl_seconds": 5}, "value"),
@@ -149,3 +153,25 @@ async def test_integers_past_64_bits_round_trip_exactly(clients: list[httpx.Asyn
         got = await api.get(f"{URL}/ns/{key}")
         assert got.status_code == 200, got.text
         assert got.json()["value"] == value
+
+
+@pytest.mark.parametrize(("namespace", "key"), [("ns", "."), ("ns", ".."), ("ns", "..."), (".", "k"), ("..", "k")])
+async def test_names_made_only_of_dots_are_refused_and_clear_nothing(
+    cache: Any, tenants: list[dict[str, str]], namespace: str, key: str
+) -> None:
+    # An HTTP client resolves `ns/.` to `ns` (and `ns/..` to the parent): in remote mode, deleting the entry "."
+    # would clear the namespace. Every operation refuses such a name, direct or remote, before any request.
+    t = tenants[0]["tenant_id"]
+    await cache.set_entry(tenant_id=t, namespace="ns", key="keep", value=1, ttl_seconds=60)
+    for call in (cache.delete_entry, cache.get_entry):
+        with pytest.raises(NotFound) as refused:
+            await call(tenant_id=t, namespace=namespace, key=key)
+        assert any(("key" if namespace == "ns" else "namespace") in e["loc"] for e in refused.value.extra["errors"])
+    with pytest.raises(NotFound):
+        await cache.set_entry(tenant_id=t, namespace=namespace, key=key, value=2, ttl_seconds=60)
+    if namespace != "ns":
+        with pytest.raises(NotFound):
+            await cache.clear_namespace(tenant_id=t, namespace=namespace)
+    assert (await cache.get_entry(tenant_id=t, namespace="ns", key="keep")).value == 1
+    await cache.set_entry(tenant_id=t, namespace="ns", key=".k.", value=3, ttl_seconds=60)  # dots among others
+    assert (await cache.get_entry(tenant_id=t, namespace="ns", key=".k.")).value == 3
