@@ -8,10 +8,11 @@ import asyncio
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,6 +25,7 @@ from app.db import plain_url, start_embedded
 from app.main import create_app
 from app.settings import Settings
 
+T = TypeVar("T")
 ADMIN_KEY = "test-admin-key-0123456789"
 INTERNAL_SECRET = "test-internal-secret-0123456789"
 TEMPLATE = "faas_test_template"
@@ -240,3 +242,16 @@ async def mode_api(mode_app: Any, mode_tenant: dict[str, str]) -> AsyncIterator[
     """A client of `mode_app` authenticated as a fresh tenant (the same tenant on both app instances)."""
     async with asgi_client(mode_app, authorization=f"Bearer {mode_tenant['api_key']}") as c:
         yield c
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, within: float = 10.0, interval: float = 0.05) -> T:
+    """`await check()` until it stops raising AssertionError (for state written off the request path, such as
+    the usage ledger's batched flush), or re-raise its last failure after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(interval)

@@ -50,8 +50,14 @@ async def store(
     if put is None:
         return
     try:
+        # Said outright, not left to the cache to infer from a recent lookup: the lookup may have been served by
+        # another cache replica.
         await put(
-            tenant_id=tenant_id, request=body, response=response, ttl_seconds=int(options.get("ttl_seconds") or 3600)
+            tenant_id=tenant_id,
+            request=body,
+            response=response,
+            ttl_seconds=int(options.get("ttl_seconds") or 3600),
+            semantic=options.get("mode") == "semantic",
         )
     except Exception:
         log.warning("storing the response in the cache failed", exc_info=True)

@@ -1,8 +1,11 @@
 """The usage ledger, written off the hot path: requests append to a buffer, a task flushes it every second.
 
-A flush inserts the entries in one statement and settles their token/cost reservations in another. The
+A flush settles the entries' token/cost reservations in one statement and inserts the entries in another. The
 buffer is bounded (a database outage must not eat the replica's memory): past `max_pending` the oldest entries
-are dropped and counted in the log. The service's lifespan flushes what is left on shutdown.
+are dropped and counted in the log. A batch the database refuses is retried row by row, and only the rows it
+rejects for their data are dropped (one bad row must not stop all usage recording). Whatever a flush has not
+written when it is interrupted, even by cancellation, goes back in front of the buffer. `stop` lets the
+in-flight flush finish, then flushes what is left: usage already acknowledged to a tenant survives a SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import logging
 
 from plugins.gateway.limits import Limiter
-from plugins.gateway.store import GatewayStore, Settlement, UsageEntry
+from plugins.gateway.store import GatewayStore, Settlement, UsageEntry, rejects_row
 
 log = logging.getLogger("faas.gateway.ledger")
 
@@ -28,6 +31,7 @@ class UsageLedger:
         self._entries: list[UsageEntry] = []
         self._settlements: list[Settlement] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def record(self, entry: UsageEntry, settlement: Settlement | None = None) -> None:
@@ -45,28 +49,58 @@ class UsageLedger:
             settlements, self._settlements = self._settlements, []
             try:
                 if settlements:
-                    await self._limiter.settle(settlements)
-            except Exception:
-                log.exception("settling %d reservations failed; retrying on the next flush", len(settlements))
+                    try:
+                        await self._limiter.settle(settlements)
+                    except Exception:
+                        log.exception("settling %d reservations failed; retrying on the next flush", len(settlements))
+                        self._settlements[:0] = settlements
+                    settlements = []
+                entries = await self._write(entries)
+            except BaseException:
+                # Cancelled (or worse) mid-flush: what was not written goes back, for the final flush.
                 self._settlements[:0] = settlements
-            try:
-                await self._store.insert_usage(entries)
-            except Exception:
+                self._entries[:0] = entries
+                raise
+
+    async def _write(self, entries: list[UsageEntry]) -> list[UsageEntry]:
+        """Insert the entries; return those still to write (empty unless the database is unavailable)."""
+        if not entries:
+            return entries
+        try:
+            await self._store.insert_usage(entries)
+            return []
+        except Exception as exc:
+            if not rejects_row(exc):
                 log.exception("writing %d usage entries failed; retrying on the next flush", len(entries))
                 self._entries[:0] = entries
+                return []
+        # One row spoilt the batch: write them one by one and drop only those the database rejects.
+        while entries:
+            try:
+                await self._store.insert_usage(entries[:1])
+            except Exception as exc:
+                if not rejects_row(exc):
+                    log.exception("writing %d usage entries failed; retrying on the next flush", len(entries))
+                    self._entries[:0] = entries
+                    return []
+                log.error("dropping a usage entry the database rejects (%s): %r", exc, entries[0])
+            del entries[:1]
+        return entries
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
             await self.flush()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="gateway-ledger")
 
     async def stop(self) -> None:
+        # Not `cancel()`: a flush cancelled inside its INSERT would leave the batch's fate to that INSERT.
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()

@@ -22,6 +22,18 @@ from plugins.gateway.ledger import UsageLedger
 from plugins.gateway.limits import Limiter, Reservation
 from plugins.gateway.store import UsageEntry
 
+_MAX_TEXT = 500
+
+
+def _clean(text: str | None, limit: int = _MAX_TEXT) -> str | None:
+    """Text PostgreSQL will store: no NUL, valid UTF-8 (a lone surrogate becomes "?"), at most `limit` chars.
+
+    Error texts are often quoted from a provider; one the database rejects would otherwise spoil a ledger batch.
+    """
+    if text is None:
+        return None
+    return text.replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")[:limit]
+
 
 class Meter:
     def __init__(self, *, limiter: Limiter, ledger: UsageLedger, default_max_tokens: int = 1024) -> None:
@@ -84,9 +96,9 @@ class Meter:
             tenant_id=tenant_id,
             created_at=datetime.now(UTC),
             request_id=current_request_id(),
-            model=model,
-            deployment=dep.id if dep else None,
-            provider=dep.provider if dep else None,
+            model=_clean(model, 200) or "",
+            deployment=_clean(dep.id, 200) if dep else None,
+            provider=_clean(dep.provider, 200) if dep else None,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost_usd=cost,
@@ -94,6 +106,6 @@ class Meter:
             cache_hit=cache_hit,
             stream=stream,
             status=status,
-            error=error[:500] if error else None,
+            error=_clean(error) or None,
         )
         self.ledger.record(entry, reservation.settle(prompt + completion, cost) if reservation else None)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
+
 from app.db import Database
 from app.errors import NotFound
 from plugins.gateway.schemas import PolicyIn
@@ -79,6 +81,13 @@ WHERE CAST(:after AS text) IS NULL OR ({_USAGE_KEY}) COLLATE "C" > CAST(:after A
 ORDER BY ({_USAGE_KEY}) COLLATE "C"
 LIMIT :limit
 """
+
+
+def rejects_row(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL (or asyncpg, while encoding) refusing a value, not the database failing."""
+    return isinstance(
+        exc, (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError, UnicodeError)
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ through `httpx_aiohttp.AiohttpTransport`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ from plugins.gateway.wire import dumps
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 
+log = logging.getLogger("faas.gateway.upstream")
+
 
 def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: str) -> ServiceError:
     """The ServiceError a provider's error response stands for, with its message and retry hint."""
@@ -42,8 +45,10 @@ def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: 
             kept["Retry-After"] = retry_after
         return RateLimited(f"{where} is rate limiting: {message}", extra=extra, headers=kept)
     if status in (401, 403):
-        # Our client is fine; the gateway's own credentials for this provider are not.
-        return UpstreamFailed(f"{where} refused the gateway's credentials: {message}", extra=extra)
+        # Our client is fine; the gateway's own credentials for this provider are not. The provider's text may
+        # quote the (masked) key or more, so it goes to the operator's log, never to the tenant.
+        log.error("%s refused the gateway's credentials (HTTP %d): %s", where, status, message)
+        return UpstreamFailed(f"{where}: the provider refused the gateway's credentials for this model", extra=extra)
     if status == 404:
         return NotFound(f"{where}: {message}", extra=extra)
     if status in (400, 413, 422):
@@ -73,7 +78,10 @@ def _message(body: bytes) -> str:
 def _transport_error(exc: httpx.HTTPError, where: str) -> ServiceError:
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return UpstreamTimeout(f"{where} did not answer in time", extra={"upstream": where})
-    return UpstreamFailed(f"{where} is unreachable: {type(exc).__name__}: {exc}", extra={"upstream": where})
+    # The exception's text names the provider's host (an internal name, for a proxy): the log gets it, the
+    # tenant gets the deployment.
+    log.warning("%s is unreachable: %s: %s", where, type(exc).__name__, exc)
+    return UpstreamFailed(f"{where} is unreachable ({type(exc).__name__})", extra={"upstream": where})
 
 
 class HttpUpstream:

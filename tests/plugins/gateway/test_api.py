@@ -14,7 +14,7 @@ from app.main import create_app
 from app.settings import ConfigError
 from plugins.gateway.catalog import load_file
 from plugins.gateway.schemas import ChatIn, GenerateIn
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings
 from tests.plugins.gateway.test_limits import _tenant, replica
 
 
@@ -61,9 +61,12 @@ async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
         _, c1 = await _tenant(app)
         _, c2 = await _tenant(app)
         await c1.post("/api/v1/gateway/generate", json={"prompt": "x"})
-        await asyncio.sleep(0.3)
+
+        async def recorded() -> None:
+            assert len((await c1.get("/api/v1/gateway/usage")).json()["data"]) == 1
+
+        await eventually(recorded)
         assert (await c2.get("/api/v1/gateway/usage")).json()["data"] == []
-        assert len((await c1.get("/api/v1/gateway/usage")).json()["data"]) == 1
         await c1.aclose()
         await c2.aclose()
 

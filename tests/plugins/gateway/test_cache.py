@@ -50,3 +50,31 @@ async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(database_url
         await conn.close()
     assert [r["cache_hit"] for r in rows] == [False, True, False]
     assert rows[0]["cost_usd"] > 0 and rows[1]["cost_usd"] == 0
+
+
+async def test_the_request_cache_mode_decides_the_semantic_index(database_url: str, tmp_path: Path) -> None:
+    with fake_upstream("oa") as (oa, url):
+        config = write_config(
+            tmp_path, {"gpt": {"deployments": [{"provider": "openai", "model": "g", "base_url": f"{url}/v1"}]}}
+        )
+        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+            tid, c = await _tenant(app)
+            alarm = {"model": "gpt", "messages": [{"role": "user", "content": "turn the alarm off"}]}
+            # A semantic lookup for this request, then the provider fails: nothing is stored yet.
+            oa.fail_status = 500
+            failed = await c.post("/v1/chat/completions", json={**alarm, "cache": {"mode": "semantic"}})
+            assert failed.status_code == 502
+            oa.fail_status = None
+            # The same request in exact mode is stored for exact lookups only, whatever lookup came before it.
+            exact = await c.post("/v1/chat/completions", json={**alarm, "cache": {"mode": "exact"}})
+            assert exact.status_code == 200 and "cached" not in exact.json()
+            light = {"model": "gpt", "messages": [{"role": "user", "content": "switch on the light"}]}
+            semantic = await c.post("/v1/chat/completions", json={**light, "cache": {"mode": "semantic"}})
+            assert semantic.status_code == 200
+            await c.aclose()
+    conn = await asyncpg.connect(database_url)
+    try:
+        prompts = await conn.fetch("SELECT prompt FROM cache_semantic WHERE tenant_id = $1", tid)
+    finally:
+        await conn.close()
+    assert [r["prompt"] for r in prompts] == ["switch on the light"]

@@ -16,7 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, make_settings, new_tenant
+from tests.conftest import ADMIN_KEY, asgi_client, eventually, make_settings, new_tenant
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -72,9 +72,12 @@ async def test_tokens_are_reserved_then_settled_with_real_usage(database_url: st
         # Two reservations of ~1000 tokens are held: a third does not fit until the ledger settles them.
         r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
         assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
-        await asyncio.sleep(0.3)  # the ledger flushes every 0.05 s and gives back the unused tokens
-        r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
-        assert r.status_code == 200
+
+        async def settled() -> None:  # the ledger's flush settles the reservations and gives back unused tokens
+            r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
+            assert r.status_code == 200
+
+        await eventually(settled)
         too_big = await c.post("/v1/chat/completions", json=_chat(max_tokens=5000))
         assert too_big.status_code == 429 and "lower max_tokens" in too_big.json()["error"]["message"]
         await c.aclose()

@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, make_settings, remote_env, serve_app
+from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, eventually, make_settings, remote_env, serve_app
 
 CLIENT_DEADLINE = 0.5
 MSG = [{"role": "user", "content": "hi"}]
@@ -232,12 +232,15 @@ async def test_usage_lands_with_the_calling_tenant(admin: httpx.AsyncClient) -> 
         assert (await mine.post("/api/v1/gateway/generate", json={"prompt": "x"})).status_code == 200
         assert (await mine.post("/v1/embeddings", json={"input": "x"})).status_code == 200
         assert (await mine.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})).status_code == 404
-        await asyncio.sleep(0.3)  # the ledger flushes every 0.05 s
-        rows = (await mine.get("/api/v1/gateway/usage")).json()["data"]
-        assert sorted((r["model"], r["requests"], r["errors"]) for r in rows) == [
-            ("all-MiniLM-L6-v2", 1, 0),
-            ("mock-1", 1, 0),
-        ]
+
+        async def recorded() -> None:  # the ledger is written in batches, off the request path
+            rows = (await mine.get("/api/v1/gateway/usage")).json()["data"]
+            assert sorted((r["model"], r["requests"], r["errors"]) for r in rows) == [
+                ("all-MiniLM-L6-v2", 1, 0),
+                ("mock-1", 1, 0),
+            ]
+
+        await eventually(recorded)
         assert (await theirs.get("/api/v1/gateway/usage")).json()["data"] == []
         bad = await mine.get("/api/v1/gateway/usage", params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["limit"]

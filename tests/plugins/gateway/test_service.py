@@ -3,12 +3,13 @@ OpenAI routes, streaming, embeddings, platform routes, and identical errors in b
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -36,9 +37,12 @@ async def test_chat_stream_embeddings_in_both_modes(mode_api: httpx.AsyncClient,
     assert g.json()["text"] == "You said: hi"
     models = (await mode_api.get("/v1/models")).json()
     assert {m["id"] for m in models["data"]} == {"mock-1", "all-MiniLM-L6-v2"}
-    await asyncio.sleep(0.3)
-    usage = (await mode_api.get("/api/v1/gateway/usage")).json()["data"]
-    assert sum(row["requests"] for row in usage) == 4
+
+    async def four_requests_recorded() -> None:
+        usage = (await mode_api.get("/api/v1/gateway/usage")).json()["data"]
+        assert sum(row["requests"] for row in usage) == 4
+
+    await eventually(four_requests_recorded)  # the ledger is written in batches, off the request path
 
 
 async def test_errors_are_the_same_in_both_modes(mode_api: httpx.AsyncClient) -> None:

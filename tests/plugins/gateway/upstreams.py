@@ -24,6 +24,7 @@ class FakeUpstream:
     name: str = "up"
     models: list[str] = field(default_factory=lambda: ["gpt-test", "text-embedding-test"])
     fail_status: int | None = None
+    fail_message: str | None = None
     retry_after: str | None = None
     fail_midstream: bool = False
     delay: float = 0.0
@@ -51,7 +52,8 @@ class FakeUpstream:
             await asyncio.sleep(self.delay)
         if self.fail_status:
             headers = {"retry-after": self.retry_after} if self.retry_after else {}
-            err = {"error": {"message": f"{self.name} failing with {self.fail_status}", "type": "server_error"}}
+            message = self.fail_message or f"{self.name} failing with {self.fail_status}"
+            err = {"error": {"message": message, "type": "server_error"}}
             return body, JSONResponse(err, status_code=self.fail_status, headers=headers)
         return body, None
 
