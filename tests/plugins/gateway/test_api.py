@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,17 +33,21 @@ async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
             "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
         )
         assert bad.status_code == 404
-        await asyncio.sleep(0.3)
-        conn = await asyncpg.connect(database_url)
-        try:
-            rows = await conn.fetch("SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
-        finally:
-            await conn.close()
-        assert [(r["model"], r["status"], r["deployment"]) for r in rows] == [
-            ("mock-1", 200, "mock"),
-            ("mock-1", 200, "mock"),
-            ("all-MiniLM-L6-v2", 200, "local"),
-        ]
+
+        async def ledger() -> list[asyncpg.Record]:  # written in batches, off the request path
+            conn = await asyncpg.connect(database_url)
+            try:
+                rows = await conn.fetch("SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
+            finally:
+                await conn.close()
+            assert [(r["model"], r["status"], r["deployment"]) for r in rows] == [
+                ("mock-1", 200, "mock"),
+                ("mock-1", 200, "mock"),
+                ("all-MiniLM-L6-v2", 200, "local"),
+            ]
+            return rows
+
+        rows = await eventually(ledger)
         assert rows[1]["completion_tokens"] == 1 and rows[0]["latency_ms"] > 0 and rows[0]["request_id"]
         u = (await c.get("/api/v1/gateway/usage", params={"limit": 1})).json()
         today = datetime.now(UTC).date().isoformat()
