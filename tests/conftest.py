@@ -21,7 +21,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app import migrations
-from app.db import plain_url, start_embedded
+from app.db import plain_url, start_embedded, stop_embedded
 from app.main import create_app
 from app.settings import Settings
 
@@ -56,7 +56,10 @@ def server_url() -> Iterator[str]:
         yield given
         return
     with tempfile.TemporaryDirectory(prefix="faas-test-pg-") as tmp:
-        yield start_embedded(Path(tmp))
+        try:
+            yield start_embedded(Path(tmp))
+        finally:
+            stop_embedded(Path(tmp))  # before the directory goes, or the server outlives the session
 
 
 async def _admin(url: str, *statements: str) -> None:

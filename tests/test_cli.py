@@ -95,11 +95,14 @@ def test_serve_refuses_a_database_behind_and_migrate_fixes_it(empty_database: st
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
-def test_serve_on_the_embedded_database_with_two_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_the_embedded_database(tmp_path: Path, workers: int) -> None:
+    """Serve, use, and stop with SIGTERM (what docker stop and Kubernetes send): a clean exit that stops the
+    embedded PostgreSQL, whether one process serves or a supervisor runs workers."""
     port = free_port()
     env = base_env(FAAS_DATA_DIR=str(tmp_path / "data"), FAAS_ADMIN_KEY=ADMIN_KEY)
     proc = subprocess.Popen(
-        [*FAAS, "serve", "--port", str(port), "--workers", "2"],
+        [*FAAS, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -126,7 +129,7 @@ def test_serve_on_the_embedded_database_with_two_workers(tmp_path: Path) -> None
     assert ADMIN_KEY not in err and created["api_key"] not in err  # secrets never in logs
     lines = [json.loads(line) for line in err.strip().splitlines()]  # every log line is JSON
     started = {line["pid"] for line in lines if line["msg"] == "Application startup complete."}
-    assert len(started) == 2, "both workers should have run the lifespan against the one embedded server"
+    assert len(started) == workers, "every worker should have run the lifespan against the one embedded server"
     served = [line for line in lines if line.get("route") == "/api/v1/prompts/-/info"]
     assert len(served) == 20 and {line["client"] for line in served} == {"203.0.113.7"}  # behind a trusted proxy
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
