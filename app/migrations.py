@@ -7,9 +7,13 @@ serve a database whose schema is behind, naming `faas migrate` as the fix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT_LOCATION = ROOT / "alembic"
@@ -37,11 +41,8 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def current_revisions(db: object) -> set[str]:
+async def current_revisions(db: Database) -> set[str]:
     """Revisions recorded in the database (empty when it was never migrated)."""
-    from app.db import Database
-
-    assert isinstance(db, Database)
     exists = await db.fetch_val("SELECT to_regclass('public.alembic_version') IS NOT NULL")
     if not exists:
         return set()
@@ -49,6 +50,6 @@ async def current_revisions(db: object) -> set[str]:
     return {r["version_num"] for r in rows}
 
 
-async def pending(db: object) -> set[str]:
+async def pending(db: Database) -> set[str]:
     """Heads the database has not reached yet (empty when the schema is current)."""
     return heads() - await current_revisions(db)
