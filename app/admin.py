@@ -10,7 +10,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.pagination import PageQuery
-from app.routing import Schema, api_route, json_response, read_body, read_query
+from app.routing import api_route, json_response, read_body, read_path, read_query
+from app.schemas import ResourceId, Schema
 from app.tenancy import ApiKey, Tenant, TenantStore
 
 
@@ -61,6 +62,15 @@ class KeyList(Schema):
     data: list[KeyPublic]
 
 
+class TenantPath(Schema):
+    tenant_id: ResourceId
+
+
+class KeyPath(Schema):
+    tenant_id: ResourceId
+    key_id: ResourceId
+
+
 def _tenant(t: Tenant) -> TenantPublic:
     return TenantPublic(tenant_id=t.id, name=t.name, created_at=t.created_at)
 
@@ -95,25 +105,27 @@ async def list_tenants(request: Request) -> Response:
 
 
 async def get_tenant(request: Request) -> Response:
-    tenant = await _store(request).get_tenant(tenant_id=request.path_params["tenant_id"])
+    p = read_path(request, TenantPath)
+    tenant = await _store(request).get_tenant(tenant_id=p.tenant_id)
     return json_response(_tenant(tenant))
 
 
 async def create_key(request: Request) -> Response:
+    p = read_path(request, TenantPath)
     body = await read_body(request, KeyCreate)
-    key, secret = await _store(request).insert_key(tenant_id=request.path_params["tenant_id"], name=body.name)
+    key, secret = await _store(request).insert_key(tenant_id=p.tenant_id, name=body.name)
     return json_response(KeyCreated(**_key(key).model_dump(), api_key=secret), status=201)
 
 
 async def list_keys(request: Request) -> Response:
-    keys = await _store(request).list_keys(tenant_id=request.path_params["tenant_id"])
+    p = read_path(request, TenantPath)
+    keys = await _store(request).list_keys(tenant_id=p.tenant_id)
     return json_response(KeyList(data=[_key(k) for k in keys]))
 
 
 async def revoke_key(request: Request) -> Response:
-    key = await _store(request).revoke_key(
-        tenant_id=request.path_params["tenant_id"], key_id=request.path_params["key_id"]
-    )
+    p = read_path(request, KeyPath)
+    key = await _store(request).revoke_key(tenant_id=p.tenant_id, key_id=p.key_id)
     return json_response(_key(key))
 
 
@@ -122,7 +134,7 @@ def routes() -> list[BaseRoute]:
     return [
         api_route(
             "POST",
-            "/api/v1/admin/tenants",
+            "/tenants",
             create_tenant,
             "Create a tenant and its first API key",
             body=TenantCreate,
@@ -133,7 +145,7 @@ def routes() -> list[BaseRoute]:
         ),
         api_route(
             "GET",
-            "/api/v1/admin/tenants",
+            "/tenants",
             list_tenants,
             "List tenants",
             query=PageQuery,
@@ -142,18 +154,20 @@ def routes() -> list[BaseRoute]:
         ),
         api_route(
             "GET",
-            "/api/v1/admin/tenants/{tenant_id}",
+            "/tenants/{tenant_id}",
             get_tenant,
             "Get a tenant",
+            path=TenantPath,
             response=TenantPublic,
             errors=(404,),
             **common,
         ),
         api_route(
             "POST",
-            "/api/v1/admin/tenants/{tenant_id}/keys",
+            "/tenants/{tenant_id}/keys",
             create_key,
             "Issue another API key",
+            path=TenantPath,
             body=KeyCreate,
             response=KeyCreated,
             status=201,
@@ -162,18 +176,20 @@ def routes() -> list[BaseRoute]:
         ),
         api_route(
             "GET",
-            "/api/v1/admin/tenants/{tenant_id}/keys",
+            "/tenants/{tenant_id}/keys",
             list_keys,
             "List a tenant's API keys",
+            path=TenantPath,
             response=KeyList,
             errors=(404,),
             **common,
         ),
         api_route(
             "DELETE",
-            "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+            "/tenants/{tenant_id}/keys/{key_id}",
             revoke_key,
             "Revoke an API key (it answers 403 from then on)",
+            path=KeyPath,
             response=KeyPublic,
             errors=(404,),
             **common,

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.requests import Request
 
 from app import context
 from app.errors import Forbidden, Unauthenticated
-from app.routing import Auth
 from app.settings import Settings
 from app.tenancy import TenantStore
 
+# Who may call a route: a tenant key, the admin key, or anyone. Declared per route (app.routing.Operation).
+Auth = Literal["tenant", "admin", "none"]
 TENANT_SCOPE_KEY = "faas.tenant_id"
 
 

@@ -134,6 +134,41 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(variable, value in effect, default, meaning) of every setting: the core's, then each plugin's. Loading each
+    plugin's settings validates them, so a bad value ends here with the one-line ConfigError."""
+    from app.http_client import without_credentials
+    from app.plugins import discover
+    from app.settings import CORE_VARIABLES, SECRET_VARIABLES
+
+    def shown(var: str, default: str) -> str:
+        value = settings.environ.get(var)
+        if value is None or value == "":
+            return default
+        return "********" if var in SECRET_VARIABLES else without_credentials(value)
+
+    rows = [(var, shown(var, default), default, meaning) for var, default, meaning in CORE_VARIABLES]
+    for plugin in discover():
+        if plugin.config is None:
+            continue
+        plugin.config.load(settings)
+        rows += [(var, shown(var, default), default, meaning) for var, default, meaning in plugin.config.describe()]
+    return rows
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    rows = config_rows(Settings.from_env())
+    if args.markdown:
+        print("| variable | meaning | default |\n|---|---|---|")
+        for var, _, default, meaning in rows:
+            print(f"| `{var}` | {meaning} | {f'`{default}`' if default else ''} |")
+        return 0
+    width = max(len(r[0]) for r in rows)
+    for var, value, _, meaning in rows:
+        print(f"{var:<{width}}  {value or '(unset)'}\n{'':<{width}}  {meaning}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faas", description="Motadata FaaS: seven AI services in one program")
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +179,9 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.set_defaults(func=cmd_migrate)
+    config = sub.add_parser("config", help="list every setting with its value in effect (and check them)")
+    config.add_argument("--markdown", action="store_true", help="print the table the README carries")
+    config.set_defaults(func=cmd_config)
     tenants = sub.add_parser("tenants", help="tenant administration")
     tsub = tenants.add_subparsers(dest="tenants_command", required=True)
     create = tsub.add_parser("create", help="create a tenant and print its first API key once")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
 from starlette.requests import Request
@@ -14,8 +14,10 @@ from app import migrations
 from app.http_client import without_credentials
 from app.metrics import metrics_endpoint
 from app.openapi import openapi_endpoint
+from app.plugin_kit import PluginService
 from app.plugins import Services
-from app.routing import Schema, api_route, json_response
+from app.routing import api_route, json_response
+from app.schemas import Schema
 
 
 class Live(Schema):
@@ -32,18 +34,13 @@ async def live(request: Request) -> Response:
     return json_response(Live(status="ok"))
 
 
-async def _plugin_check(name: str, service: Any) -> tuple[str, dict[str, Any]]:
-    probe = getattr(service, "ready", None)
-    if probe is None:
-        return name, {"ok": True}
+async def _plugin_check(name: str, service: PluginService) -> tuple[str, dict[str, Any]]:
     try:
         async with asyncio.timeout(2.0):
-            result = await probe()
+            result = await service.ready()
     except Exception as exc:  # a failing probe is a reported check, not a 500
         return name, {"ok": False, "error": without_credentials(f"{type(exc).__name__}: {exc}")[:300]}
-    if isinstance(result, dict):
-        return name, {"ok": bool(result.get("ok", True)), **result}
-    return name, {"ok": bool(result)}
+    return name, {**result, "ok": bool(result.get("ok", True))}
 
 
 async def ready(request: Request) -> Response:
@@ -56,7 +53,7 @@ async def ready(request: Request) -> Response:
         behind = await migrations.pending(db)
         checks["migrations"] = {"ok": not behind, **({"pending": sorted(behind)} if behind else {})}
     services: Services = request.state.services
-    results = await asyncio.gather(*(_plugin_check(n, s) for n, s in services.items()))
+    results = await asyncio.gather(*(_plugin_check(n, cast(PluginService, s)) for n, s in services.items()))
     checks["plugins"] = dict(results)
     ok = all(c["ok"] for k, c in checks.items() if k != "plugins") and all(c["ok"] for c in checks["plugins"].values())
     return json_response(Ready(status="ok" if ok else "unavailable", checks=checks), status=200 if ok else 503)

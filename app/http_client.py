@@ -12,22 +12,20 @@ an open breaker and a passed deadline raise `ServiceError`s, so a caller sees th
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import backoff
 import httpx
-import orjson
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from app import context
+from app import codec, context
 from app.breaker import Breaker, CircuitOpen
 from app.client_metrics import ClientMetrics
 from app.errors import ServiceError, Unavailable, UpstreamFailed, UpstreamTimeout, error_from_problem
@@ -177,7 +175,7 @@ class ServiceHTTPClient:
         params: Any = None,
         headers: dict[str, str] | None = None,
         deadline: float | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The response body chunk by chunk as it arrives (e.g. SSE). A problem status raises before any chunk.
 
         Retries apply only until the response headers arrive; `deadline` bounds that phase and is sent upstream.
@@ -230,9 +228,9 @@ class ServiceHTTPClient:
     ) -> httpx.Response:
         method = method.upper()
         if isinstance(json_data, BaseModel):
-            body = json_data.model_dump_json().encode()
+            body = codec.dump_model(json_data)
         else:
-            body = b"" if json_data is None else _json_bytes(json_data)
+            body = b"" if json_data is None else codec.dumps(json_data)
         sent = dict(headers) if headers is not None else self.get_headers(tenant_id=context.current_tenant_id())
         if body and not any(k.lower() == "content-type" for k in sent):
             sent["Content-Type"] = "application/json"
@@ -363,14 +361,6 @@ class ServiceHTTPClient:
         finally:
             self.metrics.attempt(self.name, method, outcome, time.perf_counter() - started)
         return response
-
-
-def _json_bytes(value: Any) -> bytes:
-    """JSON for a request body: anything a direct call takes, integers past 64 bits and lone surrogates too."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # orjson.JSONEncodeError: a huge integer or a lone surrogate (json escapes both)
-        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 def raise_for_problem(response: httpx.Response) -> httpx.Response:

@@ -23,7 +23,7 @@ from app.http_client import ServiceClientManager
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
-from app.routing import link_allowed, prefixed
+from app.routing import link_allowed, mount
 from app.settings import Settings
 from app.signing import InternalVerifier
 from app.tenancy import TenantStore
@@ -32,10 +32,10 @@ log = logging.getLogger("faas.app")
 
 
 def build_routes(layout: Layout) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*health.routes(), *admin.routes()]
+    routes: list[BaseRoute] = [*mount("", "health", health.routes()), *mount("/api/v1/admin", "admin", admin.routes())]
     for plugin in layout.mounted:
-        routes += prefixed(f"/api/v1/{plugin.name}", plugin.routes())
-        routes += list(plugin.root_routes())
+        routes += mount(f"/api/v1/{plugin.name}", plugin.name, plugin.routes())
+        routes += mount("", plugin.name, plugin.root_routes())
     seen: set[tuple[str, str]] = set()
     for r in routes:
         key = (getattr(r, "method", ""), getattr(r, "path", ""))
@@ -46,7 +46,7 @@ def build_routes(layout: Layout) -> list[BaseRoute]:
     return routes
 
 
-def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any]] | None = None) -> Starlette:
     """Build the app. Settings default to the environment; plugins to the `faas.plugins` entry points."""
     settings = settings or Settings.from_env()
     layout = resolve(settings, discover() if plugins is None else plugins)
@@ -78,12 +78,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 factory = plugin.direct if mode == "direct" else plugin.remote
                 assert factory is not None  # resolve() refused a remote plugin without one
                 ctx = PluginContext(
-                    settings=settings,
-                    db=db,
-                    services=services,
-                    clients=clients,
-                    metrics=metrics,
-                    config=settings.plugin(plugin.name),
+                    plugin=plugin, settings=settings, db=db, services=services, clients=clients, metrics=metrics
                 )
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)

@@ -6,7 +6,6 @@ Every `ApiRoute` appears; a route of any other kind makes generation fail rather
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,9 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app import __version__
-from app.routing import ApiRoute, json_response
+from app.routing import PATH_PARAM, ApiRoute, json_response
 
-_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 _ERROR_TEXT = {
     400: "Malformed request",
     401: "Missing or invalid API key",
@@ -72,11 +70,12 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
     paths: dict[str, dict[str, Any]] = {}
     for r in api_routes:
         op = r.operation
-        path = _PARAM.sub(r"{\1}", r.path)
-        params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _PARAM.findall(r.path)
-        ]
+        path = PATH_PARAM.sub(r"{\1}", r.path)
+        params: list[dict[str, Any]] = []
+        if op.path is not None:
+            pschema = op.path.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name in PATH_PARAM.findall(r.path):
+                params.append({"name": name, "in": "path", "required": True, "schema": pschema["properties"][name]})
         if op.query is not None:
             qschema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
             required = set(qschema.get("required", []))
@@ -112,6 +111,8 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
                 "description": f"{op.summary} (not all checks passed)",
             }
         codes = set(op.errors)
+        if op.path is not None:
+            codes.add(422)
         if op.body is not None or op.query is not None:
             codes |= {400, 422} if op.body is not None else {422}
         if op.body is not None:

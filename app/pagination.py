@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from pydantic import Field
 
 from app.errors import InvalidInput
-from app.routing import Schema
+from app.schemas import Schema
 
 T = TypeVar("T")
 CURSOR_PATTERN = r"^[A-Za-z0-9_.:~-]{1,200}$"

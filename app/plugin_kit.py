@@ -1,22 +1,26 @@
-"""Pieces every plugin shares: the `describe` contract (what a plugin is and how it runs here) and its route.
+"""What every plugin's service has in common: the `PluginService` base of each interface, `describe()` and its
+route, and readiness.
 
-Every service interface starts with `describe()`, so a remote implementation can be checked end to end
-against the deployment that serves it before any feature-specific route exists.
+Every service interface extends `PluginService`, so a remote implementation can be checked end to end against the
+deployment that serves it (`describe`) before any feature-specific route exists, and `/health/ready` can ask any
+service whether it can serve (`ready`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app import __version__
-from app.plugins import PluginContext, Services
-from app.routing import Schema, api_route, json_response
+from app.plugins import PluginContext, ServiceKey, service
+from app.routing import api_route, json_response
+from app.schemas import Schema
+
+Readiness = dict[str, Any]
 
 
 class PluginInfo(Schema):
@@ -24,46 +28,47 @@ class PluginInfo(Schema):
     version: str
     mode: str
     requires: list[str]
+    uses: dict[str, str] = Field(
+        description="Optional dependencies and how this deployment reaches each: direct, remote or absent"
+    )
     capabilities: list[str]
 
 
-class DescribedService(Protocol):
-    async def describe(self) -> PluginInfo: ...
+class PluginService(Protocol):
+    """The methods every service interface starts with."""
+
+    async def describe(self) -> PluginInfo:
+        """Name, version, mode, dependencies and capabilities of the deployment that serves this plugin."""
+        ...
+
+    async def ready(self) -> Readiness:
+        """Whether this service can serve now: `{"ok": bool, ...details}` (for /health/ready). Never raises."""
+        ...
 
 
 class LocalDescription:
-    """The direct half of `describe()`: facts about this process."""
+    """The direct half of `describe()`: facts about this process (how `uses` are reached is read at call time)."""
 
-    def __init__(self, name: str, requires: tuple[str, ...], capabilities: tuple[str, ...]) -> None:
-        self._info = PluginInfo(
-            plugin=name,
+    def __init__(self, ctx: PluginContext, capabilities: tuple[str, ...]) -> None:
+        self._ctx = ctx
+        self._capabilities = list(capabilities)
+
+    def info(self) -> PluginInfo:
+        return PluginInfo(
+            plugin=self._ctx.plugin.name,
             version=__version__,
             mode="direct",
-            requires=list(requires),
-            capabilities=list(capabilities),
+            requires=list(self._ctx.plugin.requires),
+            uses=self._ctx.usage(),
+            capabilities=self._capabilities,
         )
 
-    async def describe(self) -> PluginInfo:
-        return self._info
 
+def describe_route(key: ServiceKey[Any]) -> BaseRoute:
+    async def describe(request: Request) -> Response:
+        described: PluginService = service(request, key)
+        return json_response(await described.describe())
 
-def describe_route(name: str) -> BaseRoute:
-    async def describe_plugin(request: Request) -> Response:
-        services: Services = request.state.services
-        service: DescribedService = getattr(services, name)
-        return json_response(await service.describe())
-
-    describe_plugin.__name__ = f"describe_{name}"
     return api_route(
-        "GET", "/-/info", describe_plugin, f"Describe the {name} plugin", response=PluginInfo, tags=(name,)
+        "GET", "/-/info", describe, f"Describe the {key.name} plugin", response=PluginInfo, tags=(key.name,)
     )
-
-
-def direct_factory(cls: type[Any]) -> Any:
-    """A service factory for a class constructed from the plugin context, with nothing to close."""
-
-    @asynccontextmanager
-    async def factory(ctx: PluginContext) -> AsyncIterator[Any]:
-        yield cls(ctx)
-
-    return factory

@@ -1,64 +1,76 @@
-"""The shared half of every `Remote<Name>Service`: call a route of the deployment that serves the plugin.
+"""The remote half of every plugin: `PluginClient` calls a plugin's routes on the deployment that serves it.
 
-A remote service talks to the same routes (`/api/v1/<name>/...`) that its api.py mounts, with the schemas from
-its schemas.py, so the two modes share one contract. `call` returns the parsed response model or raises the very
-`ServiceError` the serving deployment raised (problem JSON crosses the wire and comes back as the same class);
-`stream` passes a streaming body through chunk by chunk. The tenant of the current request rides along in the
-signed headers, so the serving deployment acts for the same tenant.
+A `Remote<Name>Service` holds a `PluginClient` (composition, so its own method names are only the interface's)
+and implements each interface method as one call to the same route its api.py mounts, with the schemas from its
+schemas.py; the two modes therefore share one contract. `call` returns the parsed response model or raises the
+very `ServiceError` the serving deployment raised (problem JSON crosses the wire and comes back as the same
+class); `stream` passes a streaming body through chunk by chunk. Each call names its tenant, which travels in the
+signed `X-Tenant-ID` header, so the serving deployment acts for that tenant.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
 from app import context
 from app.http_client import ServiceHTTPClient, raise_for_problem
-from app.plugin_kit import PluginInfo
-from app.plugins import PluginContext
+from app.plugin_kit import PluginInfo, Readiness
+from app.plugins import Factory, PluginContext
 
 M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S")
+Body = BaseModel | dict[str, Any] | list[Any] | None
+Params = BaseModel | dict[str, Any] | None
 
 
-def _params(params: BaseModel | dict[str, Any] | None) -> dict[str, Any] | None:
+def _params(params: Params) -> dict[str, Any] | None:
     if isinstance(params, BaseModel):
         return params.model_dump(mode="json", exclude_none=True)
     return params
 
 
-class RemoteService:
-    """Base class: `describe()` and `ready()` for free, `call`/`call_json`/`stream` for the plugin's own methods."""
+class PluginClient:
+    """Calls to `/api/v1/<name>/...` (or, with `root=True`, to absolute paths) of the deployment at
+    FAAS_<NAME>_URL, through that upstream's `ServiceHTTPClient` (retries, deadline, breaker, signing)."""
 
-    # Client tuning this plugin's calls need by default (FAAS_<NAME>_CLIENT_* and FAAS_CLIENT_* still win).
-    client_defaults: ClassVar[Mapping[str, float]] = {}
-
-    def __init__(self, ctx: PluginContext) -> None:
-        self.name = ctx.config.name
-        self.client: ServiceHTTPClient = ctx.clients.get_client(self.name, defaults=self.client_defaults)
+    def __init__(self, ctx: PluginContext, *, defaults: Mapping[str, float] | None = None) -> None:
+        self.name = ctx.plugin.name
+        self.http: ServiceHTTPClient = ctx.clients.get_client(self.name, defaults=defaults)
         self.prefix = f"/api/v1/{self.name}"
 
-    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = self.client.get_headers(tenant_id=context.current_tenant_id())
+    def _headers(self, tenant_id: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+        # A call that names no tenant (describe) acts for the tenant of the request being served.
+        headers = self.http.get_headers(tenant_id=tenant_id or context.current_tenant_id())
         if extra:
             headers.update(extra)
         return headers
+
+    def _path(self, path: str, root: bool) -> str:
+        return path if root else self.prefix + path
 
     async def send(
         self,
         method: str,
         path: str,
         *,
-        body: BaseModel | dict[str, Any] | list[Any] | None = None,
-        params: BaseModel | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
+        tenant_id: str | None = None,
+        body: Body = None,
+        params: Params = None,
+        headers: Mapping[str, str] | None = None,
+        root: bool = False,
     ) -> httpx.Response:
-        """The raw response of a call to `<prefix><path>`, after raising any problem it carries."""
-        response = await self.client.request(
-            method, self.prefix + path, json_data=body, params=_params(params), headers=self.headers(headers)
+        """The raw response of one call, after raising any problem it carries."""
+        response = await self.http.request(
+            method,
+            self._path(path, root),
+            json_data=body,
+            params=_params(params),
+            headers=self._headers(tenant_id, headers),
         )
         return raise_for_problem(response)
 
@@ -68,50 +80,54 @@ class RemoteService:
         path: str,
         response: type[M],
         *,
-        body: BaseModel | dict[str, Any] | list[Any] | None = None,
-        params: BaseModel | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
+        tenant_id: str | None = None,
+        body: Body = None,
+        params: Params = None,
+        headers: Mapping[str, str] | None = None,
+        root: bool = False,
     ) -> M:
-        answer = await self.send(method, path, body=body, params=params, headers=headers)
+        """One call whose answer is a `response` model."""
+        answer = await self.send(
+            method, path, tenant_id=tenant_id, body=body, params=params, headers=headers, root=root
+        )
         return response.model_validate_json(answer.content)
 
-    async def call_json(self, method: str, path: str, **kw: Any) -> Any:
-        answer = await self.send(method, path, **kw)
-        return answer.json() if answer.content else None
-
-    async def stream(
+    def stream(
         self,
         method: str,
         path: str,
         *,
-        body: BaseModel | dict[str, Any] | None = None,
-        params: BaseModel | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> AsyncIterator[bytes]:
-        async for chunk in self.client.stream(
+        tenant_id: str | None = None,
+        body: Body = None,
+        params: Params = None,
+        headers: Mapping[str, str] | None = None,
+        root: bool = False,
+    ) -> AsyncGenerator[bytes, None]:
+        """The response body chunk by chunk; a problem status raises before the first chunk."""
+        return self.http.stream(
             method,
-            self.prefix + path,
+            self._path(path, root),
             json_data=body,
             params=_params(params),
-            headers=self.headers(headers),
-            deadline=deadline,
-        ):
-            yield chunk
+            headers=self._headers(tenant_id, headers),
+        )
 
     async def describe(self) -> PluginInfo:
         return await self.call("GET", "/-/info", PluginInfo)
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self) -> Readiness:
         """For /health/ready: is the serving deployment reachable, and what is the breaker doing."""
-        return await self.client.probe()
+        return await self.http.probe()
 
 
-def remote_factory(cls: type[RemoteService]) -> Any:
-    """A service factory for a remote service; the client it uses is closed by the lifespan's client manager."""
+def remote_factory(build: Callable[[PluginClient], S], *, defaults: Mapping[str, float] | None = None) -> Factory[S]:
+    """The factory of a remote service: `build(PluginClient)`; its HTTP client closes with the client manager.
+
+    `defaults` are the client tuning this plugin's calls need (FAAS_<NAME>_CLIENT_* and FAAS_CLIENT_* still win).
+    """
 
     @asynccontextmanager
-    async def factory(ctx: PluginContext) -> AsyncIterator[RemoteService]:
-        yield cls(ctx)
+    async def open_remote(ctx: PluginContext) -> AsyncIterator[S]:
+        yield build(PluginClient(ctx, defaults=defaults))
 
-    return factory
+    return open_remote

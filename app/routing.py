@@ -1,35 +1,53 @@
 """Routes as data: `api_route` builds a Starlette `Route` that also carries its OpenAPI description.
 
-Endpoints parse with `read_body` / `read_query` (pydantic models, the single source for validation and the
-OpenAPI document) and answer with `json_response`. The auth level of a route is declared here and enforced by
-`app.auth`, so the security scheme in the document and the check at run time cannot drift apart.
+Endpoints parse with `read_path` / `read_body` / `read_query` (pydantic models, the single source for validation
+and for the OpenAPI document) and answer with `json_response`. A route with path parameters must declare the
+schema they parse into (checked when the route is built), so a bad one is the 422 the document promises. The auth
+level of a route is declared here and enforced by `app.auth`, so the security scheme in the document and the check
+at run time cannot drift apart. `mount` gives a plugin's routes their prefix and their namespace: the route name,
+which is also the OpenAPI operationId, is `<namespace>.<endpoint>`, so two plugins never collide.
+
+A path segment starting with `-` is never a path parameter: `/-/...` is each plugin's own space (`/-/info`,
+`/-/stats`), so `PUT .../-/info` is a 405 for that route rather than a write to an object named `-`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
-import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, compile_path
 from starlette.types import Receive, Scope, Send
 
+from app import codec
+from app.auth import Auth, authenticate
 from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
 
-Auth = Literal["tenant", "admin", "none"]
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
+PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 
 
-class Schema(BaseModel):
-    """Base for request/response types: unknown fields are an error, not silently dropped."""
+class _Segment(Convertor[str]):
+    """One path segment that does not start with `-` (the default for an ApiRoute's parameters)."""
 
-    model_config = ConfigDict(extra="forbid")
+    regex = "[^/-][^/]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", _Segment())
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class Operation:
     summary: str
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
     auth: Auth = "tenant"
@@ -46,6 +65,9 @@ class Operation:
     also: Sequence[int] = ()
     # Success bodies not described by `response`: media type -> JSON Schema, e.g. {"text/plain": {"type": "string"}}.
     content: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The service-interface methods this route serves (a remote implementation calls them over it); empty means
+    # the method named like the endpoint. Checked against each plugin's interface by tests/test_layout.py.
+    serves: tuple[str, ...] = ()
 
 
 class ApiRoute(Route):
@@ -54,10 +76,19 @@ class ApiRoute(Route):
     def __init__(
         self, path: str, endpoint: Endpoint, *, method: str, operation: Operation, name: str | None = None
     ) -> None:
+        params = set(PATH_PARAM.findall(path))
+        declared = set(operation.path.model_fields) if operation.path is not None else set()
+        if params != declared:
+            raise TypeError(
+                f"{method} {path}: path parameters {sorted(params)} must be declared exactly by path=<Schema> "
+                f"(it declares {sorted(declared)})"
+            )
         self.method = method.upper()
         self.operation = operation
         self.raw_endpoint = endpoint
         super().__init__(path, _guarded(endpoint, operation.auth), methods=[method], name=name or endpoint.__name__)
+        # Matched with the `segment` convertor (the path and its documentation keep the plain `{name}`).
+        self.path_regex, _, self.param_convertors = compile_path(re.sub(r"{([^}:]+)}", r"{\1:segment}", path))
         # Every method any route serves on this path, for a truthful `Allow` on 405 (set by `link_allowed`).
         self.allowed: set[str] = set(self.methods or ())
 
@@ -80,8 +111,6 @@ def link_allowed(routes: Sequence[BaseRoute]) -> None:
 
 
 def _guarded(endpoint: Endpoint, level: Auth) -> Endpoint:
-    from app.auth import authenticate
-
     async def guarded(request: Request) -> Response:
         await authenticate(request, level)
         return await endpoint(request)
@@ -91,20 +120,37 @@ def _guarded(endpoint: Endpoint, level: Auth) -> Endpoint:
     return guarded
 
 
-def api_route(method: str, path: str, endpoint: Endpoint, summary: str, **kw: Any) -> ApiRoute:
-    return ApiRoute(path, endpoint, method=method, operation=Operation(summary=summary, **kw))
+def api_route(method: str, template: str, endpoint: Endpoint, summary: str, **kw: Any) -> ApiRoute:
+    """A route for `method template`; `kw` are the `Operation` fields (body, query, path, response, ...)."""
+    return ApiRoute(template, endpoint, method=method, operation=Operation(summary=summary, **kw))
 
 
-def prefixed(prefix: str, routes: Sequence[BaseRoute]) -> list[BaseRoute]:
-    """The same routes under `prefix`, flattened (flat routes keep one template per route for metrics and docs)."""
-    out: list[BaseRoute] = []
+def mount(prefix: str, namespace: str, routes: Sequence[BaseRoute]) -> list[ApiRoute]:
+    """The same routes under `prefix`, named `<namespace>.<endpoint>`, flattened (flat routes keep one template
+    per route for metrics and docs)."""
+    out: list[ApiRoute] = []
     for r in routes:
-        if isinstance(r, ApiRoute):
-            path = (prefix.rstrip("/") + r.path) if r.path != "/" else prefix.rstrip("/")
-            out.append(ApiRoute(path, r.raw_endpoint, method=r.method, operation=r.operation, name=r.name))
-        else:
-            raise TypeError(f"plugin routes must be ApiRoute (got {type(r).__name__}); build them with api_route()")
+        if not isinstance(r, ApiRoute):
+            raise TypeError(f"routes must be ApiRoute (got {type(r).__name__}); build them with api_route()")
+        path = (prefix.rstrip("/") + r.path) if r.path != "/" else (prefix.rstrip("/") or "/")
+        operation = r.operation if r.operation.serves else replace(r.operation, serves=(r.raw_endpoint.__name__,))
+        name = f"{namespace}.{r.raw_endpoint.__name__}"
+        out.append(type(r)(path, r.raw_endpoint, method=r.method, operation=operation, name=name))
     return out
+
+
+def read_path(request: Request, model: type[M]) -> M:
+    """The path parameters as `model`, or InvalidInput (422) naming the parameter and the rule it breaks."""
+    return parse_path(model, request.path_params)
+
+
+def parse_path(model: type[M], params: Mapping[str, Any]) -> M:
+    """`params` as the path schema `model`: what `read_path` does, for a service or remote client that is handed
+    path parts directly and must refuse the same values the route would (before building a URL from them)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise InvalidInput("a path parameter failed validation", extra={"errors": _errors(exc, "path")}) from None
 
 
 async def read_body(request: Request, model: type[M]) -> M:
@@ -119,7 +165,7 @@ async def read_body(request: Request, model: type[M]) -> M:
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise MalformedRequest(f"the body is not valid JSON: {exc.errors()[0]['msg']}") from None
-        raise InvalidInput("the request body failed validation", extra={"errors": _errors(exc)}) from None
+        raise InvalidInput("the request body failed validation", extra={"errors": _errors(exc, "body")}) from None
 
 
 def read_query(request: Request, model: type[M]) -> M:
@@ -130,12 +176,12 @@ def read_query(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise InvalidInput("the query string failed validation", extra={"errors": _errors(exc)}) from None
+        raise InvalidInput("the query string failed validation", extra={"errors": _errors(exc, "query")}) from None
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+def _errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        {"loc": [where, *(str(p) for p in e["loc"])], "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
 
@@ -143,7 +189,7 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def json_response(
     data: BaseModel | dict[str, Any] | list[Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    body = data.model_dump_json().encode() if isinstance(data, BaseModel) else orjson.dumps(data)
+    body = codec.dump_model(data) if isinstance(data, BaseModel) else codec.dumps(data)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 

@@ -16,6 +16,30 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 BUILTIN_PLUGINS = ("gateway", "agents", "rag", "cache", "ml", "prompts", "ingestion")
+
+# The core's variables as `faas config` lists them: (variable, default, meaning). Plugins list their own
+# FAAS_<NAME>_* settings from their config models (app.config.PluginConfig).
+CORE_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("DATABASE_URL", "", "PostgreSQL with pgvector; unset: the embedded PostgreSQL under FAAS_DATA_DIR"),
+    ("FAAS_DATA_DIR", "./var", "Where the embedded database lives"),
+    ("REDIS_URL", "", "Optional shared cache / rate-limit store"),
+    ("FAAS_PLUGINS", ",".join(BUILTIN_PLUGINS), "Comma-separated plugins to mount"),
+    ("FAAS_<NAME>_MODE", "direct", "direct (in-process) or remote (proxy to another deployment)"),
+    ("FAAS_<NAME>_URL", "", "Base URL of the deployment that serves <name> directly; required when remote"),
+    ("FAAS_INTERNAL_SECRET", "", "HMAC key for signed service-to-service calls (16+ characters, same everywhere)"),
+    ("FAAS_ADMIN_KEY", "", "Bearer key of the admin API (16+ characters); unset: admin API closed"),
+    ("FAAS_MAX_BODY_BYTES", str(10 * 1024 * 1024), "Request body limit (413 above it)"),
+    ("FAAS_AUTH_CACHE_SECONDS", "2", "How long a replica may answer an API-key lookup from memory (0 = off)"),
+    ("FAAS_LOG_LEVEL", "info", "debug, info, warning or error"),
+    ("FAAS_ACCESS_LOG", "on", "JSON access log: on or off"),
+    (
+        "FAAS_CLIENT_<X>",
+        "",
+        "Service-client tuning for every upstream (see the README); FAAS_<NAME>_CLIENT_<X> per one",
+    ),
+    ("FAAS_FORWARDED_ALLOW_IPS", "127.0.0.1", "Proxies whose X-Forwarded-* headers are trusted"),
+)
+SECRET_VARIABLES = frozenset({"FAAS_INTERNAL_SECRET", "FAAS_ADMIN_KEY"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 
@@ -95,21 +119,17 @@ class Settings:
     plugin_settings: Mapping[str, PluginSettings] = field(default_factory=dict)
     internal_secret: Secret | None = None
     admin_key: Secret | None = None
-    gateway_config: Path | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     # How long a replica may answer a key lookup from memory; a revoked key works elsewhere for at most this long.
     auth_cache_seconds: float = 2.0
     log_level: str = "info"
     access_log: bool = True
     client_settings: Mapping[str, ClientSettings] = field(default_factory=dict)
-    # Every other variable, for plugins that read their own FAAS_<NAME>_<SETTING> values.
+    # Every variable, for the plugins' own FAAS_<NAME>_<SETTING> values (app.config.PluginConfig.load).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def plugin(self, name: str) -> PluginSettings:
         return self.plugin_settings.get(name) or PluginSettings(name=name)
-
-    def plugin_env(self, name: str, setting: str, default: str | None = None) -> str | None:
-        return self.environ.get(f"FAAS_{name.upper()}_{setting.upper()}", default)
 
     def client(self, name: str, defaults: Mapping[str, float] | None = None) -> ClientSettings:
         """Client tuning for upstream `name`. Precedence: FAAS_<NAME>_CLIENT_<X>, then FAAS_CLIENT_<X>, then the
@@ -144,7 +164,6 @@ class Settings:
             plugin_settings=_plugin_settings(env),
             internal_secret=_secret(env, "FAAS_INTERNAL_SECRET", min_length=16),
             admin_key=_secret(env, "FAAS_ADMIN_KEY", min_length=16),
-            gateway_config=_file(env, "FAAS_GATEWAY_CONFIG"),
             max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024),
             auth_cache_seconds=_seconds(env, "FAAS_AUTH_CACHE_SECONDS", 2.0, maximum=60.0),
             log_level=_choice(env, "FAAS_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
@@ -266,16 +285,6 @@ def _secret(env: Mapping[str, str], var: str, *, min_length: int) -> Secret | No
             f"{var} is too short: use at least {min_length} random characters (e.g. `openssl rand -hex 32`)"
         )
     return Secret(value)
-
-
-def _file(env: Mapping[str, str], var: str) -> Path | None:
-    value = env.get(var)
-    if not value:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise ConfigError(f"{var}={value!r} is not a readable file: point it at the gateway model map, or unset it")
-    return path
 
 
 def _int(env: Mapping[str, str], var: str, default: int, *, minimum: int) -> int:

@@ -1,5 +1,8 @@
 """Test fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), a fresh database per test cloned from a
-migrated template, and the app driven in-process through httpx with its lifespan run.
+migrated template, and the app under test built by the one harness (tests/harness.py) in the test's `mode`.
+
+A module chooses what it deploys with the `deploy_*` fixtures (plugins, env, served) and whether it runs in both
+modes (`mode` is direct and remote here; tests/app/conftest.py narrows it to direct for the core's own tests).
 """
 
 from __future__ import annotations
@@ -10,24 +13,36 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app import migrations
 from app.db import plain_url, start_embedded, stop_embedded
-from app.main import create_app
-from app.settings import Settings
+from app.plugins import Plugin
+from app.settings import BUILTIN_PLUGINS, Settings
+from tests.harness import (
+    ADMIN_KEY,
+    INTERNAL_SECRET,
+    Deployment,
+    Mode,
+    Served,
+    Tenant,
+    asgi_client,
+    deploy,
+    make_settings,
+    remote_env,
+    serve_app,
+)
+
+__all__ = ["ADMIN_KEY", "INTERNAL_SECRET", "asgi_client", "make_settings", "remote_env", "serve_app"]
 
 T = TypeVar("T")
-ADMIN_KEY = "test-admin-key-0123456789"
-INTERNAL_SECRET = "test-internal-secret-0123456789"
 TEMPLATE = "faas_test_template"
 
 
@@ -97,39 +112,131 @@ def database_url(server_url: str, template_url: str) -> Iterator[str]:
         yield url
 
 
-def make_settings(database_url: str, **env: str) -> Settings:
-    base = {"DATABASE_URL": database_url, "FAAS_ADMIN_KEY": ADMIN_KEY, "FAAS_ACCESS_LOG": "off"}
-    base.update(env)
-    return Settings.from_env(base)
-
-
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with LifespanManager(application) as manager:
-        yield manager.app
+# --- The app under test: one harness, any plugin set, both modes -----------------------------------------------
 
 
-def asgi_client(app: Any, **headers: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+@pytest.fixture(params=["direct", "remote"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(app) as c:
-        yield c
+def deploy_plugins() -> tuple[str, ...]:
+    """Plugins the deployment mounts (a module or package overrides this)."""
+    return BUILTIN_PLUGINS
 
 
 @pytest.fixture
-async def admin(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as c:
-        yield c
+def deploy_remote() -> tuple[str, ...] | None:
+    """Which of `deploy_plugins` run remote in remote mode (None: all of them)."""
+    return None
+
+
+@pytest.fixture
+def deploy_env() -> dict[str, str]:
+    """Extra environment for every app of the deployment."""
+    return {}
+
+
+@pytest.fixture
+def deploy_extra() -> tuple[Plugin[Any], ...]:
+    """Test plugins added to the installed ones."""
+    return ()
+
+
+@pytest.fixture
+def deploy_served() -> Served:
+    return "no"
+
+
+class Deployer(Protocol):
+    def __call__(
+        self,
+        *,
+        plugins: tuple[str, ...] | None = ...,
+        remote: tuple[str, ...] | None = ...,
+        env: dict[str, str] | None = ...,
+        extra: tuple[Plugin[Any], ...] | None = ...,
+        served: Served | None = ...,
+    ) -> AbstractAsyncContextManager[Deployment]: ...
+
+
+@pytest.fixture
+def deploy_app(
+    database_url: str,
+    mode: Mode,
+    deploy_plugins: tuple[str, ...],
+    deploy_remote: tuple[str, ...] | None,
+    deploy_env: dict[str, str],
+    deploy_extra: tuple[Plugin[Any], ...],
+    deploy_served: Served,
+) -> Deployer:
+    """`async with deploy_app(**overrides) as d:` opens a deployment in this test's mode and database; each
+    argument left out takes the module's `deploy_*` default (`env` is added to the default, not replacing it)."""
+
+    def open_deployment(
+        *,
+        plugins: tuple[str, ...] | None = None,
+        remote: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+        extra: tuple[Plugin[Any], ...] | None = None,
+        served: Served | None = None,
+    ) -> AbstractAsyncContextManager[Deployment]:
+        return deploy(
+            database_url,
+            mode=mode,
+            plugins=deploy_plugins if plugins is None else plugins,
+            remote=deploy_remote if remote is None else remote,
+            env={**deploy_env, **(env or {})},
+            extra=deploy_extra if extra is None else extra,
+            served=deploy_served if served is None else served,
+        )
+
+    return open_deployment
+
+
+@pytest.fixture
+async def deployment(deploy_app: Deployer) -> AsyncIterator[Deployment]:
+    async with deploy_app() as d:
+        yield d
+
+
+@pytest.fixture
+def app(deployment: Deployment) -> Any:
+    return deployment.app
+
+
+@pytest.fixture
+def client(deployment: Deployment) -> httpx.AsyncClient:
+    """An unauthenticated client of the deployment."""
+    return deployment.client()
+
+
+@pytest.fixture
+def admin(deployment: Deployment) -> httpx.AsyncClient:
+    return deployment.admin()
+
+
+@pytest.fixture
+async def tenant(deployment: Deployment) -> Tenant:
+    return await deployment.tenant()
+
+
+@pytest.fixture
+def api(deployment: Deployment, tenant: Tenant) -> httpx.AsyncClient:
+    """A client authenticated as a fresh tenant."""
+    return deployment.client(tenant.api_key)
+
+
+@pytest.fixture
+async def clients(deployment: Deployment) -> list[httpx.AsyncClient]:
+    """Clients of two different tenants."""
+    return [(await deployment.api())[1] for _ in range(2)]
 
 
 async def new_tenant(admin: httpx.AsyncClient, name: str | None = None) -> dict[str, str]:
@@ -137,114 +244,6 @@ async def new_tenant(admin: httpx.AsyncClient, name: str | None = None) -> dict[
     assert r.status_code == 201, r.text
     data: dict[str, str] = r.json()
     return data
-
-
-@pytest.fixture
-async def tenant(admin: httpx.AsyncClient) -> dict[str, str]:
-    return await new_tenant(admin)
-
-
-@pytest.fixture
-async def api(app: Any, tenant: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    """A client authenticated as a fresh tenant."""
-    async with asgi_client(app, authorization=f"Bearer {tenant['api_key']}") as c:
-        yield c
-
-
-# --- Remote mode: serve an app on loopback, and the `mode` fixture (direct | remote) for parity tests ---------
-# A test module parametrizes its service tests over both modes by using `mode_api` (or `mode_app`) instead of
-# `api` (or `app`). It may override `remote_plugins` (which plugins the front app runs remote; default all) and
-# `mode_env` (extra environment for both apps). In remote mode the front app serves the routes and calls a second
-# app instance, served by uvicorn on 127.0.0.1 against the same test database, through ServiceHTTPClient.
-
-from contextlib import asynccontextmanager  # noqa: E402  (appended section: the header above is shared)
-
-
-@asynccontextmanager
-async def serve_app(application: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve an ASGI app (lifespan included) with uvicorn on a free loopback port of this event loop; yield its URL."""
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(application, lifespan="on", log_config=None, access_log=False, ws="none")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                raise RuntimeError("the app failed to start under uvicorn (see the log above)")
-            await asyncio.sleep(0.005)
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-@pytest.fixture(params=["direct", "remote"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def remote_plugins() -> tuple[str, ...]:
-    """Plugins the front app runs remote when `mode` is remote (override in a module to narrow it)."""
-    from app.settings import BUILTIN_PLUGINS
-
-    return BUILTIN_PLUGINS
-
-
-@pytest.fixture
-def mode_env() -> dict[str, str]:
-    """Extra environment for both app instances (override in a module)."""
-    return {}
-
-
-def remote_env(names: tuple[str, ...], url: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for name in names:
-        env[f"FAAS_{name.upper()}_MODE"] = "remote"
-        env[f"FAAS_{name.upper()}_URL"] = url
-    return env
-
-
-@pytest.fixture
-async def mode_app(
-    mode: str, database_url: str, remote_plugins: tuple[str, ...], mode_env: dict[str, str]
-) -> AsyncIterator[Any]:
-    """The app tests talk to: everything direct, or `remote_plugins` served by a second app instance."""
-    env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, **mode_env}
-    if mode == "direct":
-        async with LifespanManager(create_app(make_settings(database_url, **env))) as manager:
-            yield manager.app
-        return
-    async with serve_app(create_app(make_settings(database_url, **env))) as url:
-        front = create_app(make_settings(database_url, **env, **remote_env(remote_plugins, url)))
-        async with LifespanManager(front) as manager:
-            yield manager.app
-
-
-@pytest.fixture
-async def mode_admin(mode_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(mode_app, authorization=f"Bearer {ADMIN_KEY}") as c:
-        yield c
-
-
-@pytest.fixture
-async def mode_tenant(mode_admin: httpx.AsyncClient) -> dict[str, str]:
-    return await new_tenant(mode_admin)
-
-
-@pytest.fixture
-async def mode_api(mode_app: Any, mode_tenant: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of `mode_app` authenticated as a fresh tenant (the same tenant on both app instances)."""
-    async with asgi_client(mode_app, authorization=f"Bearer {mode_tenant['api_key']}") as c:
-        yield c
 
 
 async def eventually(check: Callable[[], Awaitable[T]], *, within: float = 10.0, interval: float = 0.05) -> T:

@@ -85,7 +85,10 @@ def test_serve_refuses_a_database_behind_and_migrate_fixes_it(empty_database: st
     async def stored() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(empty_database)
         try:
-            return await conn.fetch("SELECT t.name, k.prefix FROM tenants t JOIN api_keys k ON k.tenant_id = t.id")
+            rows: list[asyncpg.Record] = await conn.fetch(
+                "SELECT t.name, k.prefix FROM tenants t JOIN api_keys k ON k.tenant_id = t.id"
+            )
+            return rows
         finally:
             await conn.close()
 

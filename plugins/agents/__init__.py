@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from app.plugin_kit import direct_factory
 from app.plugins import Plugin
-from app.remote import remote_factory
 from plugins.agents.api import routes
-from plugins.agents.remote import RemoteAgentsService
-from plugins.agents.service import DirectAgentsService
+from plugins.agents.interface import AGENTS, AgentsService
+from plugins.agents.remote import open_remote
+from plugins.agents.service import open_direct
 
-plugin = Plugin(
-    name="agents",
-    requires=(
-        "gateway",
-        "prompts",
-        "rag",
-        "ml",
-    ),
-    direct=direct_factory(DirectAgentsService),
-    remote=remote_factory(RemoteAgentsService),
+plugin: Plugin[AgentsService] = Plugin(
+    key=AGENTS,
+    direct=open_direct,
+    remote=open_remote,
+    requires=("gateway",),
+    uses=("prompts", "rag", "ml"),
     routes=routes,
     description="Agent definitions, threads, runs and tool calling",
 )

@@ -1,9 +1,20 @@
-"""The agents service over HTTP: the same interface, served by the deployment at FAAS_AGENTS_URL."""
+"""`AgentsService` over HTTP: the same routes and schemas, served by the deployment at FAAS_AGENTS_URL."""
 
 from __future__ import annotations
 
-from app.remote import RemoteService
+from app.plugin_kit import PluginInfo, Readiness
+from app.remote import PluginClient, remote_factory
 
 
-class RemoteAgentsService(RemoteService):
-    """`AgentsService` in remote mode; `describe()` and `ready()` come from `RemoteService`."""
+class RemoteAgentsService:
+    def __init__(self, client: PluginClient) -> None:
+        self._client = client
+
+    async def describe(self) -> PluginInfo:
+        return await self._client.describe()
+
+    async def ready(self) -> Readiness:
+        return await self._client.ready()
+
+
+open_remote = remote_factory(RemoteAgentsService)

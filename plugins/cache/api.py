@@ -5,7 +5,7 @@ The `/-/...` routes come first: a namespace cannot start with `-`, so they never
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,8 +13,9 @@ from starlette.routing import BaseRoute
 
 from app.auth import tenant_id
 from app.plugin_kit import describe_route
-from app.routing import Schema, api_route, empty_response, json_response, read_body
-from plugins.cache import codec
+from app.plugins import service
+from app.routing import api_route, empty_response, json_response, read_body, read_path
+from plugins.cache.interface import CACHE, CacheService
 from plugins.cache.schemas import (
     CacheStats,
     EntryPath,
@@ -24,50 +25,41 @@ from plugins.cache.schemas import (
     ResponseLookup,
     ResponseLookupResult,
     ResponseStore,
-    parse_path,
 )
-from plugins.cache.service import CacheService
-
-P = TypeVar("P", bound=Schema)
 
 
 def _service(request: Request) -> CacheService:
-    service: CacheService = request.state.services.cache
-    return service
-
-
-def _path(request: Request, model: type[P]) -> P:
-    return parse_path(model, **request.path_params)
+    return service(request, CACHE)
 
 
 async def get_entry(request: Request) -> Response:
-    p = _path(request, EntryPath)
+    p = read_path(request, EntryPath)
     entry = await _service(request).get_entry(tenant_id=tenant_id(request), namespace=p.namespace, key=p.key)
-    return codec.render(entry)
+    return json_response(entry)
 
 
-async def put_entry(request: Request) -> Response:
-    p = _path(request, EntryPath)
+async def set_entry(request: Request) -> Response:
+    p = read_path(request, EntryPath)
     body = await read_body(request, EntryPut)
     entry = await _service(request).set_entry(
         tenant_id=tenant_id(request), namespace=p.namespace, key=p.key, value=body.value, ttl_seconds=body.ttl_seconds
     )
-    return codec.render(entry)
+    return json_response(entry)
 
 
 async def delete_entry(request: Request) -> Response:
-    p = _path(request, EntryPath)
+    p = read_path(request, EntryPath)
     await _service(request).delete_entry(tenant_id=tenant_id(request), namespace=p.namespace, key=p.key)
     return empty_response()
 
 
 async def clear_namespace(request: Request) -> Response:
-    p = _path(request, NamespacePath)
+    p = read_path(request, NamespacePath)
     await _service(request).clear_namespace(tenant_id=tenant_id(request), namespace=p.namespace)
     return empty_response()
 
 
-async def get_stats(request: Request) -> Response:
+async def stats(request: Request) -> Response:
     return json_response(await _service(request).stats(tenant_id=tenant_id(request)))
 
 
@@ -78,7 +70,7 @@ async def lookup_response(request: Request) -> Response:
     )
     if found is None:
         return json_response(ResponseLookupResult(hit=False))
-    return codec.render(ResponseLookupResult(hit=True, response=found.response, similarity=found.similarity))
+    return json_response(ResponseLookupResult(hit=True, response=found.response, similarity=found.similarity))
 
 
 async def store_response(request: Request) -> Response:
@@ -96,8 +88,8 @@ async def store_response(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     tags: dict[str, Any] = {"tags": ("cache",)}
     return [
-        describe_route("cache"),
-        api_route("GET", "/-/stats", get_stats, "The tenant's cache hit and miss counts", response=CacheStats, **tags),
+        describe_route(CACHE),
+        api_route("GET", "/-/stats", stats, "The tenant's cache hit and miss counts", response=CacheStats, **tags),
         api_route(
             "POST",
             "/-/responses/lookup",
@@ -123,6 +115,7 @@ def routes() -> list[BaseRoute]:
             "/{namespace}/{key}",
             get_entry,
             "Get a cached value",
+            path=EntryPath,
             response=EntryPublic,
             errors=(404, 422),
             **tags,
@@ -130,8 +123,9 @@ def routes() -> list[BaseRoute]:
         api_route(
             "PUT",
             "/{namespace}/{key}",
-            put_entry,
+            set_entry,
             "Set a cached value with a TTL",
+            path=EntryPath,
             body=EntryPut,
             response=EntryPublic,
             errors=(404, 413, 422),
@@ -142,6 +136,7 @@ def routes() -> list[BaseRoute]:
             "/{namespace}/{key}",
             delete_entry,
             "Delete a cached value",
+            path=EntryPath,
             status=204,
             errors=(404, 422),
             **tags,
@@ -151,6 +146,7 @@ def routes() -> list[BaseRoute]:
             "/{namespace}",
             clear_namespace,
             "Clear a namespace at once",
+            path=NamespacePath,
             status=204,
             errors=(404, 422),
             **tags,

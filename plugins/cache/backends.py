@@ -54,6 +54,10 @@ class CacheBackend(Protocol):
         """Delete up to `batch` expired or cleared entries; the number deleted (0 where storage expires itself)."""
         ...
 
+    async def ready(self) -> dict[str, Any]:
+        """`{"ok": ...}`: can the storage be reached now (never raises)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -126,6 +130,9 @@ class PostgresCacheBackend:
             {"batch": batch},
         )
         return len(rows)
+
+    async def ready(self) -> dict[str, Any]:
+        return {"ok": True, "backend": self.name}  # the database itself is /health/ready's own check
 
     async def aclose(self) -> None:
         return None
@@ -211,6 +218,13 @@ class RedisCacheBackend:
 
     async def sweep(self, *, batch: int = 5000) -> int:
         return 0  # Redis expires entries itself; cleared generations expire with their entries' TTLs
+
+    async def ready(self) -> dict[str, Any]:
+        try:
+            await self.client.ping()
+        except Exception as exc:  # a readiness probe reports, never raises
+            return {"ok": False, "backend": self.name, "error": type(exc).__name__}
+        return {"ok": True, "backend": self.name}
 
     async def aclose(self) -> None:
         await self.client.aclose()

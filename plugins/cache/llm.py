@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.cache import codec
+from app import codec
 
 # Fields that never change the answer: transport, attribution, and this cache's own options.
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "cache", "metadata", "store", "service_tier"})

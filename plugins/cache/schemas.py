@@ -9,14 +9,11 @@ as `DELETE .../ns` and clear the namespace.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import Field
 
-from app.errors import NotFound
-from app.routing import Schema
-
-P = TypeVar("P", bound=Schema)
+from app.schemas import Schema, json_integer
 
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.~-]{0,63}$"
 # Some character other than a dot (no look-ahead: pydantic's regex engine has none); the length is max_length's.
@@ -24,15 +21,7 @@ KEY_PATTERN = r"^\.*[A-Za-z0-9_~:@+=-][A-Za-z0-9_.~:@+=-]*$"
 MAX_TTL_SECONDS = 30 * 24 * 3600
 
 
-def _json_integer(value: Any) -> Any:
-    # Lax ints would take true/false and "5"; JSON Schema's integer takes neither (but does take 5.0).
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON integer")
-    return value
-
-
-# Constraints before the validator, or pydantic writes them into the JSON Schema as raw "ge"/"le".
-TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_json_integer)]
+TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS), json_integer]
 
 Namespace = Annotated[
     str,
@@ -55,15 +44,6 @@ class EntryPath(Schema):
 
 class NamespacePath(Schema):
     namespace: Namespace
-
-
-def parse_path(model: type[P], **params: str) -> P:
-    """`params` as `model`, or NotFound (no entry can live there) with `errors` naming the part and the rule."""
-    try:
-        return model.model_validate(params)
-    except ValidationError as exc:
-        errors = [{"loc": ["path", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise NotFound("no cache entry can have this namespace or key", extra={"errors": errors}) from None
 
 
 class EntryPut(Schema):

@@ -1,8 +1,8 @@
-"""The cache service interface and its direct (in-process) implementation.
+"""The direct (in-process) cache service, opened by `open_direct(ctx)` with its backend, counters and sweeper.
 
 Key/value entries and exact LLM responses live in the configured backend (PostgreSQL or Redis); semantic
-vectors always live in PostgreSQL (pgvector). Embeddings come from the gateway, looked up in the registry at
-call time (the gateway itself depends on this plugin, so it may open after it, or run remote).
+vectors always live in PostgreSQL (pgvector). Embeddings come from the gateway, an optional dependency (`uses`)
+looked up in the registry at call time: the gateway uses this plugin too, so neither may wait for the other.
 """
 
 from __future__ import annotations
@@ -10,30 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from cachetools import TTLCache
+
+from app import codec
+from app.db import Database
 from app.errors import NotFound, PayloadTooLarge, Unavailable, UpstreamFailed
-from app.plugin_kit import LocalDescription, PluginInfo
-from app.plugins import PluginContext
-from plugins.cache import codec, llm
+from app.plugin_kit import LocalDescription, PluginInfo, Readiness
+from app.plugins import PluginContext, Services
+from app.routing import parse_path
+from plugins.cache import llm
 from plugins.cache.backends import CacheBackend, PostgresCacheBackend, RedisCacheBackend
 from plugins.cache.config import CacheConfig
 from plugins.cache.counters import CacheCounters
-from plugins.cache.schemas import (
-    CachedResponse,
-    CacheStats,
-    EntryPath,
-    EntryPublic,
-    HitMiss,
-    NamespacePath,
-    parse_path,
-)
+from plugins.cache.schemas import CachedResponse, CacheStats, EntryPath, EntryPublic, HitMiss, NamespacePath
 from plugins.cache.store import EMBEDDING_DIM, CacheStore
+from plugins.gateway.interface import GATEWAY
 
 log = logging.getLogger("faas.cache")
 LLM_NAMESPACE = "-llm"  # user namespaces cannot start with '-', so this one is private
@@ -42,88 +38,37 @@ EMBEDDING_MEMO_SECONDS = 300.0
 EMBEDDING_MEMO_SIZE = 1024
 
 
-class CacheService(Protocol):
-    """What the cache plugin offers to endpoints and to other plugins, in either mode.
-
-    Every method is scoped to `tenant_id`: another tenant's entries are invisible (a get answers NotFound).
-    """
-
-    async def describe(self) -> PluginInfo:
-        """Name, version, mode and capabilities of the deployment that serves cache."""
-        ...
-
-    async def get_entry(self, *, tenant_id: str, namespace: str, key: str) -> EntryPublic:
-        """The live entry, or NotFound (also for an expired or cleared one)."""
-        ...
-
-    async def set_entry(
-        self, *, tenant_id: str, namespace: str, key: str, value: Any, ttl_seconds: int | None = None
-    ) -> EntryPublic:
-        """Store a JSON value for `ttl_seconds` (default FAAS_CACHE_DEFAULT_TTL); PayloadTooLarge past the limit."""
-        ...
-
-    async def delete_entry(self, *, tenant_id: str, namespace: str, key: str) -> None:
-        """Remove the entry, or NotFound when there was no live one."""
-        ...
-
-    async def clear_namespace(self, *, tenant_id: str, namespace: str) -> None:
-        """Drop every entry of the namespace at once."""
-        ...
-
-    async def stats(self, *, tenant_id: str) -> CacheStats:
-        """The tenant's hit and miss counts by kind (kv, llm, semantic)."""
-        ...
-
-    async def lookup_response(
-        self, *, tenant_id: str, request: dict[str, Any], semantic: bool = False, threshold: float | None = None
-    ) -> CachedResponse | None:
-        """A cached response for this OpenAI-style chat request, or None.
-
-        Exact first (same canonical request). With `semantic`, a single-turn request (one user message, at most
-        one system message before it) may then match a cached one by meaning: same tenant, model, system prompt
-        and parameters, cosine similarity >= `threshold` (default FAAS_CACHE_SEMANTIC_THRESHOLD, 0.95). A semantic
-        lookup embeds the prompt through the gateway (Unavailable when no gateway with `embed_texts` is reachable).
-        """
-        ...
-
-    async def store_response(
+class DirectCacheService:
+    def __init__(
         self,
         *,
-        tenant_id: str,
-        request: dict[str, Any],
-        response: dict[str, Any],
-        ttl_seconds: int,
-        semantic: bool | None = None,
+        db: Database,
+        services: Services,
+        backend: CacheBackend,
+        counters: CacheCounters,
+        config: CacheConfig,
+        about: LocalDescription,
     ) -> None:
-        """Cache `response` for `request` for `ttl_seconds`.
-
-        A single-turn request is also indexed for semantic lookups when `semantic` is True, or when it is None
-        (the default) and this deployment made a semantic lookup for the same request in the last 5 minutes
-        (that lookup's embedding is reused, so the usual lookup-miss-store sequence embeds once).
-        """
-        ...
-
-
-class DirectCacheService:
-    def __init__(self, ctx: PluginContext, backend: CacheBackend, config: CacheConfig) -> None:
-        self._ctx = ctx
+        self._services = services
         self.backend = backend
         self.config = config
-        self.store = CacheStore(ctx.db)
-        self.counters = CacheCounters(backend, ctx.metrics.registry)
-        caps = ("kv", "llm-exact", "llm-semantic", f"backend:{backend.name}")
-        self._description = LocalDescription("cache", (), caps)
-        # (tenant, exact key) -> (monotonic time, embedding) of recent semantic misses, for store_response.
-        # Bounded and short-lived; never a source of truth (a lost entry only costs one more embedding call).
-        self._memo: OrderedDict[tuple[str, str], tuple[float, list[float]]] = OrderedDict()
+        self.store = CacheStore(db)
+        self.counters = counters
+        self._about = about
+        # (tenant, exact key) -> embedding of recent semantic misses, for store_response. Bounded and short-lived;
+        # never a source of truth (a lost entry only costs one more embedding call).
+        self._memo: TTLCache[tuple[str, str], list[float]] = TTLCache(EMBEDDING_MEMO_SIZE, EMBEDDING_MEMO_SECONDS)
 
     async def describe(self) -> PluginInfo:
-        return await self._description.describe()
+        return self._about.info()
+
+    async def ready(self) -> Readiness:
+        return await self.backend.ready()
 
     # -- key/value --------------------------------------------------------------------------------------------
 
     async def get_entry(self, *, tenant_id: str, namespace: str, key: str) -> EntryPublic:
-        parse_path(EntryPath, namespace=namespace, key=key)
+        parse_path(EntryPath, {"namespace": namespace, "key": key})
         entry = await self.backend.get(tenant_id=tenant_id, namespace=namespace, key=key)
         self.counters.count(tenant_id, "kv", entry is not None)
         if entry is None:
@@ -133,7 +78,7 @@ class DirectCacheService:
     async def set_entry(
         self, *, tenant_id: str, namespace: str, key: str, value: Any, ttl_seconds: int | None = None
     ) -> EntryPublic:
-        parse_path(EntryPath, namespace=namespace, key=key)
+        parse_path(EntryPath, {"namespace": namespace, "key": key})
         raw = codec.dumps(value)
         if len(raw) > self.config.max_value_bytes:
             raise PayloadTooLarge(
@@ -150,12 +95,12 @@ class DirectCacheService:
         return EntryPublic(namespace=namespace, key=key, value=value, expires_at=expires_at)
 
     async def delete_entry(self, *, tenant_id: str, namespace: str, key: str) -> None:
-        parse_path(EntryPath, namespace=namespace, key=key)
+        parse_path(EntryPath, {"namespace": namespace, "key": key})
         if not await self.backend.delete(tenant_id=tenant_id, namespace=namespace, key=key):
             raise NotFound(f"no entry {key!r} in cache namespace {namespace!r}")
 
     async def clear_namespace(self, *, tenant_id: str, namespace: str) -> None:
-        parse_path(NamespacePath, namespace=namespace)
+        parse_path(NamespacePath, {"namespace": namespace})
         await self.backend.clear_namespace(tenant_id=tenant_id, namespace=namespace)
 
     async def stats(self, *, tenant_id: str) -> CacheStats:
@@ -227,14 +172,13 @@ class DirectCacheService:
         )
 
     async def _embed(self, tenant_id: str, text: str) -> list[float]:
-        gateway = self._ctx.services.get("gateway")
-        embed = getattr(gateway, "embed_texts", None)
-        if embed is None:
+        gateway = self._services.optional(GATEWAY)
+        if gateway is None:
             raise Unavailable(
                 "the semantic cache needs the gateway's embeddings: mount the gateway plugin (FAAS_PLUGINS) "
                 "or run it remote (FAAS_GATEWAY_MODE=remote, FAAS_GATEWAY_URL)"
             )
-        vectors = await embed(tenant_id=tenant_id, texts=[text])
+        vectors = await gateway.embed_texts(tenant_id=tenant_id, texts=[text])
         if len(vectors) != 1 or len(vectors[0]) != EMBEDDING_DIM:
             dims = [len(v) for v in vectors]
             raise UpstreamFailed(
@@ -244,26 +188,20 @@ class DirectCacheService:
         return [float(x) for x in vectors[0]]
 
     def _remember(self, tenant_id: str, exact_key: str, embedding: list[float]) -> None:
-        self._memo[(tenant_id, exact_key)] = (time.monotonic(), embedding)
-        self._memo.move_to_end((tenant_id, exact_key))
-        while len(self._memo) > EMBEDDING_MEMO_SIZE:
-            self._memo.popitem(last=False)
+        self._memo[(tenant_id, exact_key)] = embedding
 
     def _recall(self, tenant_id: str, exact_key: str) -> list[float] | None:
-        found = self._memo.pop((tenant_id, exact_key), None)
-        if found is None or time.monotonic() - found[0] > EMBEDDING_MEMO_SECONDS:
-            return None
-        return found[1]
+        return self._memo.pop((tenant_id, exact_key), None)
 
     async def sweep(self) -> int:
         return await self.backend.sweep() + await self.store.sweep_semantic()
 
 
-def open_backend(ctx: PluginContext, config: CacheConfig) -> CacheBackend:
-    if config.backend == "redis":
-        assert config.redis_url is not None  # CacheConfig refuses redis without REDIS_URL
-        return RedisCacheBackend(config.redis_url, prefix=config.redis_prefix)
-    return PostgresCacheBackend(ctx.db)
+def open_backend(db: Database, config: CacheConfig, redis_url: str | None) -> CacheBackend:
+    if config.backend_for(redis_url) == "redis":
+        assert redis_url is not None  # CacheConfig.load refuses redis without REDIS_URL
+        return RedisCacheBackend(redis_url, prefix=config.redis_prefix)
+    return PostgresCacheBackend(db)
 
 
 async def _sweep_forever(service: DirectCacheService) -> None:
@@ -278,9 +216,17 @@ async def _sweep_forever(service: DirectCacheService) -> None:
 @asynccontextmanager
 async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectCacheService]:
     """The direct service with its backend, counter flusher and sweeper, closed in reverse on shutdown."""
-    config = CacheConfig.from_settings(ctx.settings)
-    backend = open_backend(ctx, config)
-    service = DirectCacheService(ctx, backend, config)
+    config = CacheConfig.load(ctx.settings)
+    backend = open_backend(ctx.db, config, ctx.settings.redis_url)
+    caps = ("kv", "llm-exact", "llm-semantic", f"backend:{backend.name}")
+    service = DirectCacheService(
+        db=ctx.db,
+        services=ctx.services,
+        backend=backend,
+        counters=CacheCounters(backend, ctx.metrics.registry),
+        config=config,
+        about=LocalDescription(ctx, caps),
+    )
     service.counters.start()
     sweeper = asyncio.create_task(_sweep_forever(service), name="cache-sweep")
     try:

@@ -6,14 +6,15 @@ These speak the platform's dialect (strict schemas, RFC 9457 problems); the Open
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.auth import tenant_id
 from app.plugin_kit import describe_route
-from app.routing import api_route, json_response, read_body, read_query
+from app.plugins import service
+from app.routing import api_route, json_response, read_body, read_path, read_query
+from plugins.gateway.interface import GATEWAY, GatewayService
 from plugins.gateway.schemas import (
     ChatIn,
     ChatOut,
@@ -21,38 +22,31 @@ from plugins.gateway.schemas import (
     GenerateOut,
     PolicyIn,
     PolicyPublic,
+    TenantPath,
     UsageList,
     UsageQuery,
 )
-from plugins.gateway.service import GatewayService
-from plugins.gateway.wire import dumps
 
 _CALL_ERRORS = (404, 429, 502, 503, 504)
 
 
-def _render(out: BaseModel) -> Response:
-    # Client text may hold lone surrogates (legal JSON escapes); `wire.dumps` writes them back as escapes.
-    return Response(dumps(out.model_dump(mode="json")), media_type="application/json")
-
-
 def _service(request: Request) -> GatewayService:
-    service: GatewayService = request.state.services.gateway
-    return service
+    return service(request, GATEWAY)
 
 
-async def create_chat(request: Request) -> Response:
+async def chat(request: Request) -> Response:
     """One assistant message (text and/or tool calls) for OpenAI-style messages."""
     body = await read_body(request, ChatIn)
-    return _render(await _service(request).chat(tenant_id=tenant_id(request), request=body))
+    return json_response(await _service(request).chat(tenant_id=tenant_id(request), request=body))
 
 
-async def create_generation(request: Request) -> Response:
+async def generate(request: Request) -> Response:
     """Text for one prompt."""
     body = await read_body(request, GenerateIn)
-    return _render(await _service(request).generate(tenant_id=tenant_id(request), request=body))
+    return json_response(await _service(request).generate(tenant_id=tenant_id(request), request=body))
 
 
-async def list_usage(request: Request) -> Response:
+async def usage(request: Request) -> Response:
     """This tenant's usage ledger aggregated by UTC day and model (paginated)."""
     query = read_query(request, UsageQuery)
     return json_response(await _service(request).usage(tenant_id=tenant_id(request), query=query))
@@ -60,24 +54,25 @@ async def list_usage(request: Request) -> Response:
 
 async def get_policy(request: Request) -> Response:
     """A tenant's gateway policy (admin)."""
-    return json_response(await _service(request).get_policy(tenant_id=request.path_params["tenant_id"]))
+    p = read_path(request, TenantPath)
+    return json_response(await _service(request).get_policy(tenant_id=p.tenant_id))
 
 
 async def update_policy(request: Request) -> Response:
     """Set a tenant's allowed models, RPM, TPM and monthly budget (admin); null means unlimited."""
+    p = read_path(request, TenantPath)
     body = await read_body(request, PolicyIn)
-    service = _service(request)
-    return json_response(await service.update_policy(tenant_id=request.path_params["tenant_id"], policy=body))
+    return json_response(await _service(request).update_policy(tenant_id=p.tenant_id, policy=body))
 
 
 def routes() -> list[BaseRoute]:
     tags = ("gateway",)
     return [
-        describe_route("gateway"),
+        describe_route(GATEWAY),
         api_route(
             "POST",
             "/chat",
-            create_chat,
+            chat,
             "Chat completion (platform shape)",
             body=ChatIn,
             response=ChatOut,
@@ -87,21 +82,20 @@ def routes() -> list[BaseRoute]:
         api_route(
             "POST",
             "/generate",
-            create_generation,
+            generate,
             "Generate text from a prompt",
             body=GenerateIn,
             response=GenerateOut,
             tags=tags,
             errors=_CALL_ERRORS,
         ),
-        api_route(
-            "GET", "/usage", list_usage, "Usage by day and model", query=UsageQuery, response=UsageList, tags=tags
-        ),
+        api_route("GET", "/usage", usage, "Usage by day and model", query=UsageQuery, response=UsageList, tags=tags),
         api_route(
             "GET",
             "/tenants/{tenant_id}/policy",
             get_policy,
             "Get a tenant's gateway policy",
+            path=TenantPath,
             response=PolicyPublic,
             auth="admin",
             tags=tags,
@@ -112,6 +106,7 @@ def routes() -> list[BaseRoute]:
             "/tenants/{tenant_id}/policy",
             update_policy,
             "Set a tenant's gateway policy",
+            path=TenantPath,
             body=PolicyIn,
             response=PolicyPublic,
             auth="admin",

@@ -1,7 +1,7 @@
 """The gateway's use of the cache plugin's response cache, when a request asks for it (`"cache": {...}`).
 
-The cache is an optimisation: when the cache plugin is absent, lacks the response-cache methods, or fails,
-the call simply goes upstream (the failure is logged). A hit is marked `"cached": true` in the response.
+The cache is an optional dependency (`uses`): when it is not open here, or fails, the call simply goes upstream
+(the failure is logged). A hit is marked `"cached": true` in the response.
 """
 
 from __future__ import annotations
@@ -9,22 +9,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.plugins import Services
+from plugins.cache.interface import CACHE
+
 log = logging.getLogger("faas.gateway.cache")
 
 
-def _cache(services: Any, method: str) -> Any:
-    cache = services.get("cache") if services is not None else None
-    return getattr(cache, method, None)
-
-
 async def lookup(
-    services: Any, *, tenant_id: str, body: dict[str, Any], options: dict[str, Any]
+    services: Services, *, tenant_id: str, body: dict[str, Any], options: dict[str, Any]
 ) -> dict[str, Any] | None:
-    find = _cache(services, "lookup_response")
-    if find is None:
+    cache = services.optional(CACHE)
+    if cache is None:
         return None
     try:
-        hit = await find(
+        hit = await cache.lookup_response(
             tenant_id=tenant_id,
             request=body,
             semantic=options.get("mode") == "semantic",
@@ -37,22 +35,21 @@ async def lookup(
         return None
     response = dict(hit.response)
     response["cached"] = True
-    similarity = getattr(hit, "similarity", None)
-    if similarity is not None:
-        response["cache_similarity"] = similarity
+    if hit.similarity is not None:
+        response["cache_similarity"] = hit.similarity
     return response
 
 
 async def store(
-    services: Any, *, tenant_id: str, body: dict[str, Any], response: dict[str, Any], options: dict[str, Any]
+    services: Services, *, tenant_id: str, body: dict[str, Any], response: dict[str, Any], options: dict[str, Any]
 ) -> None:
-    put = _cache(services, "store_response")
-    if put is None:
+    cache = services.optional(CACHE)
+    if cache is None:
         return
     try:
         # Said outright, not left to the cache to infer from a recent lookup: the lookup may have been served by
         # another cache replica.
-        await put(
+        await cache.store_response(
             tenant_id=tenant_id,
             request=body,
             response=response,

@@ -9,7 +9,9 @@ install works offline. A bad file stops start-up with one line naming the file, 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.settings import ConfigError, Secret
 
+log = logging.getLogger("faas.gateway.catalog")
 Provider = Literal["openai", "anthropic", "mock", "local"]
 Kind = Literal["chat", "embeddings"]
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -188,8 +191,10 @@ Lister = Callable[[Deployment], Awaitable[list[str]]]
 class Catalog:
     """Static entries plus models discovered from env-configured providers (re-listed after `ttl` seconds).
 
-    The discovered lists are a per-replica cache with a short TTL, never a source of truth: a failed listing
-    keeps the last good one.
+    The discovered lists are a per-replica cache with a short TTL, never a source of truth. One listing runs at a
+    time: until the first one has finished every caller waits for it (so a cold replica never answers 404 for a
+    model it is about to discover); after that, callers get the last list while a re-listing runs in the
+    background. A failed listing keeps the last good one.
     """
 
     def __init__(
@@ -200,23 +205,34 @@ class Catalog:
         self._lister = lister
         self._ttl = ttl
         self._discovered: dict[str, ModelEntry] = {}
-        self._listed_at = -1e18
+        self._listed_at: float | None = None  # monotonic time the last listing finished
+        self._listing: asyncio.Task[None] | None = None
 
     async def _refresh(self) -> None:
-        if not self._sources or time.monotonic() - self._listed_at < self._ttl:
+        if not self._sources:
             return
-        self._listed_at = time.monotonic()
+        if self._listed_at is not None and time.monotonic() - self._listed_at < self._ttl:
+            return
+        if self._listing is None or self._listing.done():
+            self._listing = asyncio.create_task(self._list(), name="gateway-catalog-listing")
+        if self._listed_at is None:
+            # Shielded: a caller that gives up (its client left) must not cancel the listing others wait for.
+            await asyncio.shield(self._listing)
+
+    async def _list(self) -> None:
         found: dict[str, ModelEntry] = {}
         for src in self._sources:
             try:
                 names = await self._lister(src.template)
             except Exception:
                 # Keep serving what was listed before; the next call after the TTL tries again.
+                log.warning("listing the models of %s failed", src.template.provider, exc_info=True)
                 found.update({k: v for k, v in self._discovered.items() if v.owned_by == src.template.provider})
                 continue
             for name in names:
                 found.setdefault(name, src.entry(name))
         self._discovered = found
+        self._listed_at = time.monotonic()
 
     async def get(self, name: str) -> ModelEntry | None:
         entry = self._static.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app import codec
 from plugins.gateway import wire
 from plugins.gateway.catalog import Deployment
 
@@ -55,7 +56,7 @@ def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "id": "call_" + wire.new_id("mock").split("-")[1][:16],
         "type": "function",
-        "function": {"name": fn.get("name", "tool"), "arguments": wire.dumps(args).decode()},
+        "function": {"name": fn.get("name", "tool"), "arguments": codec.dumps(args).decode()},
     }
 
 

@@ -15,11 +15,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, request_response
 
 from app.auth import tenant_id
+from app.codec import dumps
 from app.errors import PROBLEM_MEDIA_TYPE, ServiceError
+from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
+from plugins.gateway.interface import GATEWAY, GatewayService
 from plugins.gateway.schemas import ChatCompletionIn, EmbeddingsIn, ModelList, OpenAIResponse
-from plugins.gateway.service import GatewayService
-from plugins.gateway.wire import dumps
 
 _TYPES = {
     400: "invalid_request_error",
@@ -41,9 +42,10 @@ def openai_error(exc: ServiceError) -> Response:
     param: str | None = exc.extra.get("param")
     errors = exc.extra.get("errors")
     if errors:
+        # A location is [body|query|path, field, ...]; OpenAI's `param` names the field alone.
         first = errors[0]
-        param = ".".join(first["loc"]) or None
-        details = "; ".join(".".join(e["loc"]) + ": " + e["msg"] for e in errors[:5])
+        param = ".".join(first["loc"][1:]) or None
+        details = "; ".join(".".join(e["loc"][1:]) + ": " + e["msg"] for e in errors[:5])
         message = f"{exc.detail}: {details}"
     # The OpenAI `error` object beside the RFC 9457 members (hence the problem media type): the SDKs read the
     # former whatever the content type, and a remote gateway client rebuilds the same ServiceError from the latter.
@@ -72,14 +74,15 @@ def _openai_errors(endpoint: Endpoint) -> Endpoint:
 class OpenAIRoute(ApiRoute):
     """An ApiRoute whose errors, authentication included, are OpenAI-shaped rather than problem+json."""
 
-    def __init__(self, path: str, endpoint: Endpoint, *, method: str, operation: Operation) -> None:
-        super().__init__(path, endpoint, method=method, operation=operation)
+    def __init__(
+        self, path: str, endpoint: Endpoint, *, method: str, operation: Operation, name: str | None = None
+    ) -> None:
+        super().__init__(path, endpoint, method=method, operation=operation, name=name)
         self.app = request_response(_openai_errors(self.endpoint))
 
 
 def _service(request: Request) -> GatewayService:
-    service: GatewayService = request.state.services.gateway
-    return service
+    return service(request, GATEWAY)
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -87,13 +90,13 @@ async def create_chat_completion(request: Request) -> Response:
     `stream_options.include_usage` adds the usage chunk. The optional `cache` field (`{"mode": "exact"|"semantic",
     "ttl_seconds"}`, via the SDK's `extra_body`) serves a stored answer at no cost."""
     body = await read_body(request, ChatCompletionIn)
-    service = _service(request)
+    gateway = _service(request)
     tenant = tenant_id(request)
     if not body.stream:
-        result = await service.completion(tenant_id=tenant, request=body)
+        result = await gateway.completion(tenant_id=tenant, request=body)
         headers = {"x-cache": "hit"} if result.get("cached") else None
         return Response(dumps(result), media_type="application/json", headers=headers)
-    events = await service.stream(tenant_id=tenant, request=body)
+    events = await gateway.stream(tenant_id=tenant, request=body)
     return StreamingResponse(
         events, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
     )
@@ -129,6 +132,7 @@ def root_routes() -> list[BaseRoute]:
             body=ChatCompletionIn,
             response=OpenAIResponse,
             content=sse,
+            serves=("completion", "stream"),
         ),
         _route(
             "POST",
@@ -137,6 +141,7 @@ def root_routes() -> list[BaseRoute]:
             "OpenAI-compatible embeddings",
             body=EmbeddingsIn,
             response=OpenAIResponse,
+            serves=("embeddings", "embed_texts"),
         ),
         _route("GET", "/v1/models", list_models, "Models this tenant may use", response=ModelList),
     ]

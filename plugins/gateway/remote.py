@@ -1,4 +1,4 @@
-"""The gateway service over HTTP: the same interface, served by the deployment at FAAS_GATEWAY_URL.
+"""`GatewayService` over HTTP: the same interface, served by the deployment at FAAS_GATEWAY_URL.
 
 Chat, streaming and embeddings go to that deployment's OpenAI-compatible routes (their error bodies also carry
 the problem members, so the same ServiceError comes back); chat, generate and usage to the platform routes.
@@ -10,17 +10,16 @@ only caller, and it has checked that key already).
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
-import orjson
-
+from app import codec
 from app.errors import ServiceError, Unavailable
-from app.http_client import raise_for_problem
+from app.plugin_kit import PluginInfo, Readiness
 from app.plugins import PluginContext
-from app.remote import RemoteService
-from plugins.gateway import wire
+from app.remote import PluginClient
+from app.settings import Secret
 from plugins.gateway.schemas import (
     ChatCompletionIn,
     ChatIn,
@@ -35,70 +34,56 @@ from plugins.gateway.schemas import (
     UsageQuery,
 )
 
+# A completion can run for minutes and the serving gateway may fall back across deployments (60 s each by
+# default): the service client's 10 s per try would cut ordinary LLM calls short.
+CLIENT_DEFAULTS = {"timeout": 180.0, "deadline": 600.0}
 
-class RemoteGatewayService(RemoteService):
-    """`GatewayService` in remote mode; `describe()` and `ready()` come from `RemoteService`."""
 
-    # A completion can run for minutes and the serving gateway may fall back across deployments (60 s each by
-    # default): the service client's 10 s per try would cut ordinary LLM calls short.
-    client_defaults: ClassVar[Mapping[str, float]] = {"timeout": 180.0, "deadline": 600.0}
+class RemoteGatewayService:
+    def __init__(self, client: PluginClient, *, admin_key: Secret | None) -> None:
+        self._client = client
+        self._admin_key = admin_key
 
-    def __init__(self, ctx: PluginContext) -> None:
-        super().__init__(ctx)
-        self._admin_key = ctx.settings.admin_key
+    async def describe(self) -> PluginInfo:
+        return await self._client.describe()
 
-    def _as(self, tenant_id: str) -> dict[str, str]:
-        return self.headers({"X-Tenant-ID": tenant_id})
+    async def ready(self) -> Readiness:
+        return await self._client.ready()
 
-    async def _root(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
-        response = await self.client.request(method, path, json_data=body, headers=self._as(tenant_id))
+    async def _openai(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
         with _problem_only():
-            raise_for_problem(response)
-        return orjson.loads(response.content)
+            response = await self._client.send(method, path, tenant_id=tenant_id, body=body, root=True)
+        return codec.loads(response.content)
 
     async def list_models(self, *, tenant_id: str) -> ModelList:
-        return ModelList.model_validate(await self._root("GET", "/v1/models", tenant_id))
+        return ModelList.model_validate(await self._openai("GET", "/v1/models", tenant_id))
 
     async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
         body = request.model_dump(mode="json", exclude_none=True)
         body["stream"] = False
-        result: dict[str, Any] = await self._root("POST", "/v1/chat/completions", tenant_id, body)
+        result: dict[str, Any] = await self._openai("POST", "/v1/chat/completions", tenant_id, body)
         return result
 
-    # The interface's `stream` shadows RemoteService's generic streaming helper, which this class does not use.
-    async def stream(  # type: ignore[override]
-        self, *, tenant_id: str, request: ChatCompletionIn
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, *, tenant_id: str, request: ChatCompletionIn) -> AsyncIterator[bytes]:
         body = request.model_dump(mode="json", exclude_none=True)
         body["stream"] = True
-        chunks = self.client.stream("POST", "/v1/chat/completions", json_data=body, headers=self._as(tenant_id))
+        chunks = self._client.stream("POST", "/v1/chat/completions", tenant_id=tenant_id, body=body, root=True)
         # Take the first chunk now, so that a failure before any byte raises here, as in direct mode.
         with _problem_only():
             first = await anext(chunks)
         return _chain(first, chunks)
 
     async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
-        return await self.call(
-            "POST",
-            "/chat",
-            ChatOut,
-            body=request.model_dump(mode="json", exclude_none=True),
-            headers={"X-Tenant-ID": tenant_id},
-        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await self._client.call("POST", "/chat", ChatOut, tenant_id=tenant_id, body=body)
 
     async def generate(self, *, tenant_id: str, request: GenerateIn) -> GenerateOut:
-        return await self.call(
-            "POST",
-            "/generate",
-            GenerateOut,
-            body=request.model_dump(mode="json", exclude_none=True),
-            headers={"X-Tenant-ID": tenant_id},
-        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await self._client.call("POST", "/generate", GenerateOut, tenant_id=tenant_id, body=body)
 
     async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
-        result: dict[str, Any] = await self._root(
-            "POST", "/v1/embeddings", tenant_id, request.model_dump(mode="json", exclude_none=True)
-        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        result: dict[str, Any] = await self._openai("POST", "/v1/embeddings", tenant_id, body)
         return result
 
     async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
@@ -114,7 +99,7 @@ class RemoteGatewayService(RemoteService):
         return [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4").tolist() for d in items]
 
     async def usage(self, *, tenant_id: str, query: UsageQuery) -> UsageList:
-        return await self.call("GET", "/usage", UsageList, params=query, headers={"X-Tenant-ID": tenant_id})
+        return await self._client.call("GET", "/usage", UsageList, tenant_id=tenant_id, params=query)
 
     def _admin(self) -> dict[str, str]:
         if self._admin_key is None:
@@ -124,10 +109,12 @@ class RemoteGatewayService(RemoteService):
         return {"Authorization": f"Bearer {self._admin_key.get()}"}
 
     async def get_policy(self, *, tenant_id: str) -> PolicyPublic:
-        return await self.call("GET", f"/tenants/{tenant_id}/policy", PolicyPublic, headers=self._admin())
+        return await self._client.call("GET", f"/tenants/{tenant_id}/policy", PolicyPublic, headers=self._admin())
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
-        return await self.call("PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, body=policy, headers=self._admin())
+        return await self._client.call(
+            "PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, body=policy, headers=self._admin()
+        )
 
 
 @contextmanager
@@ -141,7 +128,7 @@ def _problem_only() -> Iterator[None]:
         raise
 
 
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     try:
         yield first
         async for chunk in rest:
@@ -149,6 +136,11 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
     except ServiceError as exc:
         # As in direct mode: a failure after the first chunk ends the stream with an `error` event, no [DONE].
         body = {"error": {"message": exc.detail, "type": "upstream_error", "param": None, "code": exc.slug}}
-        yield b"data: " + wire.dumps(body) + b"\n\n"
+        yield b"data: " + codec.dumps(body) + b"\n\n"
     finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+        await rest.aclose()
+
+
+@asynccontextmanager
+async def open_remote(ctx: PluginContext) -> AsyncIterator[RemoteGatewayService]:
+    yield RemoteGatewayService(PluginClient(ctx, defaults=CLIENT_DEFAULTS), admin_key=ctx.settings.admin_key)

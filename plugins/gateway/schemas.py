@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.pagination import CURSOR_PATTERN
-from app.routing import Schema
+from app.schemas import ResourceId, Schema
 
 _NUMERIC = {int, float, int | None, float | None}
 # Counts the database stores (and adds up) as 32/64-bit integers: larger ones are refused, not a 500.
@@ -208,3 +208,7 @@ class UsageRow(Schema):
 class UsageList(Schema):
     data: list[UsageRow]
     next_cursor: str | None
+
+
+class TenantPath(Schema):
+    tenant_id: ResourceId

@@ -1,4 +1,5 @@
-"""The gateway service interface (`GatewayService`) and its direct, in-process implementation.
+"""The direct, in-process gateway, opened by `open_direct(ctx)` with its providers, catalog, router, limiter
+and ledger on one exit stack (on exit the ledger flushes what it still holds, then the upstream pool closes).
 
 Every call goes the same way: resolve the public model name (404 listing the tenant's names if unknown),
 serve from the cache plugin when the request asks and a stored answer exists (free for the tenant), reserve
@@ -13,14 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from app.errors import NotFound
-from app.plugin_kit import LocalDescription, PluginInfo
+from app.plugin_kit import LocalDescription, PluginInfo, Readiness
+from app.plugins import PluginContext, Services
 from plugins.gateway import cached, wire
-from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Kind, ModelEntry
-from plugins.gateway.local_embeddings import DIMENSIONS
+from plugins.gateway.anthropic_provider import AnthropicProvider
+from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Deployment, Kind, ModelEntry, build_catalog
+from plugins.gateway.config import GatewayConfig
+from plugins.gateway.ledger import UsageLedger
+from plugins.gateway.limits import Limiter, PostgresLimiter, RedisLimiter
+from plugins.gateway.local_embeddings import DIMENSIONS, LocalEmbeddingProvider
 from plugins.gateway.metering import Meter
+from plugins.gateway.mock import MockProvider
+from plugins.gateway.openai_provider import OpenAIProvider
 from plugins.gateway.reports import policy_public, usage_page
 from plugins.gateway.router import Router
 from plugins.gateway.schemas import (
@@ -40,58 +49,24 @@ from plugins.gateway.schemas import (
 )
 from plugins.gateway.store import GatewayStore
 from plugins.gateway.streaming import sse_events
+from plugins.gateway.upstream import HttpUpstream
 from plugins.gateway.vectors import embeddings_list, resize, texts_of
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
 
-class GatewayService(Protocol):
-    """What the gateway offers to endpoints and to other plugins, in either mode. Every call is on behalf of
-    `tenant_id`: it counts against that tenant's limits and budget and lands in its usage ledger."""
-
-    async def describe(self) -> PluginInfo: ...
-
-    async def list_models(self, *, tenant_id: str) -> ModelList:
-        """The public model names this tenant may use."""
-        ...
-
-    async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
-        """An OpenAI chat completion (`request.stream` is ignored)."""
-        ...
-
-    async def stream(self, *, tenant_id: str, request: ChatCompletionIn) -> AsyncIterator[bytes]:
-        """Server-sent events of an OpenAI chat completion stream. Errors before the first chunk raise here;
-        a later failure ends the stream with an `error` event and no `[DONE]`."""
-        ...
-
-    async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
-        """One assistant message (text and/or tool calls) for OpenAI-style messages."""
-        ...
-
-    async def generate(self, *, tenant_id: str, request: GenerateIn) -> GenerateOut:
-        """Text for one prompt (and an optional system prompt)."""
-        ...
-
-    async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
-        """An OpenAI embeddings list (`encoding_format` float or base64)."""
-        ...
-
-    async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
-        """Vectors for `texts`, in order. `model=None` is the local all-MiniLM-L6-v2 (384 dimensions)."""
-        ...
-
-    async def usage(self, *, tenant_id: str, query: UsageQuery) -> UsageList:
-        """The tenant's ledger aggregated by UTC day and model."""
-        ...
-
-    async def get_policy(self, *, tenant_id: str) -> PolicyPublic: ...
-
-    async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic: ...
-
-
 class DirectGatewayService:
-    def __init__(self, *, catalog: Catalog, router: Router, meter: Meter, store: GatewayStore, services: Any) -> None:
-        self._description = LocalDescription("gateway", (), CAPABILITIES)
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        router: Router,
+        meter: Meter,
+        store: GatewayStore,
+        services: Services,
+        about: LocalDescription,
+    ) -> None:
+        self._about = about
         self.catalog = catalog
         self.router = router
         self.meter = meter
@@ -99,9 +74,9 @@ class DirectGatewayService:
         self._services = services
 
     async def describe(self) -> PluginInfo:
-        return await self._description.describe()
+        return self._about.info()
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self) -> Readiness:
         return {"ok": True, "breakers": self.router.breaker_states()}
 
     # ---- models -----------------------------------------------------------------------------------------
@@ -281,3 +256,46 @@ def _usage(result: dict[str, Any]) -> Usage:
     u = result.get("usage") or {}
     p, c = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+
+@asynccontextmanager
+async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]:
+    s = ctx.settings
+    config = GatewayConfig.load(s)
+
+    async with AsyncExitStack() as stack:
+        http = HttpUpstream(max_connections=config.max_connections)
+        stack.push_async_callback(http.aclose)
+        openai, anthropic = OpenAIProvider(http), AnthropicProvider(http)
+
+        async def lister(template: Deployment) -> list[str]:
+            provider = openai if template.provider == "openai" else anthropic
+            return await provider.list_models(template)
+
+        catalog = build_catalog(config.config, s.environ, lister, ttl=config.models_ttl_seconds)
+        router = Router(
+            chat={"openai": openai, "anthropic": anthropic, "mock": MockProvider()},
+            embeddings={"openai": openai, "local": LocalEmbeddingProvider()},
+            fail_max=config.breaker_fail_max,
+            reset_timeout=config.breaker_reset_seconds,
+        )
+        store = GatewayStore(ctx.db)
+        limiter: Limiter
+        if s.redis_url:
+            redis_limiter = RedisLimiter(store, s.redis_url, prefix=config.redis_prefix)
+            stack.push_async_callback(redis_limiter.aclose)
+            limiter = redis_limiter
+        else:
+            limiter = PostgresLimiter(store)
+        ledger = UsageLedger(store, limiter, interval=config.flush_seconds)
+        ledger.start()
+        stack.push_async_callback(ledger.stop)
+        meter = Meter(limiter=limiter, ledger=ledger, default_max_tokens=config.default_max_tokens)
+        yield DirectGatewayService(
+            catalog=catalog,
+            router=router,
+            meter=meter,
+            store=store,
+            services=ctx.services,
+            about=LocalDescription(ctx, CAPABILITIES),
+        )

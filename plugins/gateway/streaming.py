@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app import codec
 from app.errors import ServiceError
 from plugins.gateway import wire
 from plugins.gateway.catalog import Deployment, ModelEntry
@@ -41,13 +42,13 @@ async def sse_events(
                     continue
             for choice in ch.get("choices") or ():
                 streamed_chars += len((choice.get("delta") or {}).get("content") or "")
-            yield b"data: " + wire.dumps(ch) + b"\n\n"
+            yield b"data: " + codec.dumps(ch) + b"\n\n"
         status, error = 200, None
         yield b"data: [DONE]\n\n"
     except ServiceError as exc:
         status, error = exc.status, exc.detail
         body = {"error": {"message": exc.detail, "type": "upstream_error", "param": None, "code": exc.slug}}
-        yield b"data: " + wire.dumps(body) + b"\n\n"
+        yield b"data: " + codec.dumps(body) + b"\n\n"
     finally:
         prompt = int(used.get("prompt_tokens") or wire.estimate_prompt_tokens({"messages": []}))
         completion = int(used.get("completion_tokens") or (streamed_chars + 3) // 4)

@@ -5,7 +5,7 @@ whose class says what happened (the provider's 429 → `RateLimited` with its `R
 timeout → `UpstreamTimeout`, the provider rejecting our request → 4xx), carrying the provider's status and
 message. There is no retry loop here: the router decides about fallbacks, and nothing is retried within one
 deployment. httpx's default transport caps a Python gateway far below the target (FACTS.md), so requests go
-through `httpx_aiohttp.AiohttpTransport`.
+through `httpx_aiohttp.AiohttpTransport`; server-sent events are read with httpx-sse.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import orjson
+from httpx_sse import EventSource, SSEError
 
+from app.codec import dumps
 from app.errors import (
     InvalidInput,
     MalformedRequest,
@@ -27,7 +29,6 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.http_transport import pooled_transport
-from plugins.gateway.wire import dumps
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 
@@ -144,7 +145,7 @@ class HttpUpstream:
 
     async def stream_events(
         self, url: str, body: dict[str, Any], *, headers: Mapping[str, str], seconds: float, where: str
-    ) -> AsyncIterator[tuple[str | None, str]]:
+    ) -> AsyncIterator[tuple[str, str]]:
         """POST and yield server-sent events as (event name, data). Errors before the first event raise the
         provider's error; errors after it raise `UpstreamFailed`/`UpstreamTimeout` from the middle of the stream."""
         request = self._client.build_request(
@@ -161,19 +162,10 @@ class HttpUpstream:
         try:
             if resp.status_code >= 400:
                 raise provider_error(resp.status_code, await resp.aread(), resp.headers, where)
-            event: str | None = None
-            data: list[str] = []
-            async for line in resp.aiter_lines():
-                if not line:
-                    if data:
-                        yield event, "\n".join(data)
-                    event, data = None, []
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip(" "))
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-            if data:
-                yield event, "\n".join(data)
+            async for sse in EventSource(resp).aiter_sse():
+                yield sse.event, sse.data
+        except SSEError as exc:
+            raise UpstreamFailed(f"{where} did not answer with a stream of events ({exc})") from None
         except httpx.HTTPError as exc:
             raise _transport_error(exc, where) from None
         finally:

@@ -7,14 +7,12 @@ for reserving a tenant's tokens-per-minute before a call; real usage settles the
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-import orjson
-
+from app.codec import dumps
 from plugins.gateway.catalog import Deployment
 
 
@@ -77,14 +75,6 @@ def usage_chunk(*, id: str, model: str, usage: dict[str, int], created: int = 0)
         "choices": [],
         "usage": usage,
     }
-
-
-def dumps(value: Any) -> bytes:
-    """JSON bytes; text with lone surrogates (valid JSON escapes, but not UTF-8) falls back to ASCII escapes."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=True).encode()
 
 
 def estimate_text_tokens(text: str) -> int:

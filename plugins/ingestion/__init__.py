@@ -1,19 +1,18 @@
-"""The ingestion plugin: documents in, parsed, chunked and handed to rag."""
+"""The ingestion plugin: documents in (upload or URL), parsed and chunked on durable jobs, handed to rag."""
 
 from __future__ import annotations
 
-from app.plugin_kit import direct_factory
 from app.plugins import Plugin
-from app.remote import remote_factory
 from plugins.ingestion.api import routes
-from plugins.ingestion.remote import RemoteIngestionService
-from plugins.ingestion.service import DirectIngestionService
+from plugins.ingestion.interface import INGESTION, IngestionService
+from plugins.ingestion.remote import open_remote
+from plugins.ingestion.service import open_direct
 
-plugin = Plugin(
-    name="ingestion",
+plugin: Plugin[IngestionService] = Plugin(
+    key=INGESTION,
+    direct=open_direct,
+    remote=open_remote,
     requires=("rag",),
-    direct=direct_factory(DirectIngestionService),
-    remote=remote_factory(RemoteIngestionService),
     routes=routes,
-    description="Documents in, parsed, chunked and handed to rag",
+    description="Documents in (upload or URL), parsed and chunked on durable jobs, handed to rag",
 )

@@ -1,19 +1,17 @@
-"""The ml plugin: model registry, training jobs and predictions."""
+"""The ml plugin: model registry, training jobs and predictions (Open Inference Protocol)."""
 
 from __future__ import annotations
 
-from app.plugin_kit import direct_factory
 from app.plugins import Plugin
-from app.remote import remote_factory
 from plugins.ml.api import routes
-from plugins.ml.remote import RemoteMlService
-from plugins.ml.service import DirectMlService
+from plugins.ml.interface import ML, MlService
+from plugins.ml.remote import open_remote
+from plugins.ml.service import open_direct
 
-plugin = Plugin(
-    name="ml",
-    requires=(),
-    direct=direct_factory(DirectMlService),
-    remote=remote_factory(RemoteMlService),
+plugin: Plugin[MlService] = Plugin(
+    key=ML,
+    direct=open_direct,
+    remote=open_remote,
     routes=routes,
-    description="Model registry, training jobs and predictions",
+    description="Model registry, training jobs and predictions (Open Inference Protocol)",
 )

@@ -1,24 +1,27 @@
-"""The ml service interface and its direct (in-process) implementation."""
+"""The direct (in-process) ml service, opened by `open_direct(ctx)`."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from app.plugin_kit import LocalDescription, PluginInfo
+from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext
 
-
-class MlService(Protocol):
-    """What the ml plugin offers to endpoints and to other plugins, in either mode."""
-
-    async def describe(self) -> PluginInfo:
-        """Name, version, mode and capabilities of the deployment that serves ml."""
-        ...
+CAPABILITIES: tuple[str, ...] = ()
 
 
 class DirectMlService:
-    def __init__(self, ctx: PluginContext) -> None:
-        self._description = LocalDescription("ml", (), ())
+    def __init__(self, *, about: LocalDescription) -> None:
+        self._about = about
 
     async def describe(self) -> PluginInfo:
-        return await self._description.describe()
+        return self._about.info()
+
+    async def ready(self) -> Readiness:
+        return {"ok": True}
+
+
+@asynccontextmanager
+async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectMlService]:
+    yield DirectMlService(about=LocalDescription(ctx, CAPABILITIES))

@@ -1,10 +1,11 @@
-"""The prompts service over HTTP: the same interface, served by the deployment at FAAS_PROMPTS_URL."""
+"""`PromptsService` over HTTP: the same routes and schemas, served by the deployment at FAAS_PROMPTS_URL."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.remote import RemoteService
+from app.plugin_kit import PluginInfo, Readiness
+from app.remote import PluginClient, remote_factory
 from plugins.prompts.schemas import (
     LabelMove,
     LabelPublic,
@@ -18,34 +19,35 @@ from plugins.prompts.schemas import (
 )
 
 
-class RemotePromptsService(RemoteService):
-    """`PromptsService` in remote mode; `describe()` and `ready()` come from `RemoteService`.
+class RemotePromptsService:
+    def __init__(self, client: PluginClient) -> None:
+        self._client = client
 
-    Each call names its tenant explicitly (the signed X-Tenant-ID header).
-    """
+    async def describe(self) -> PluginInfo:
+        return await self._client.describe()
 
-    def _as(self, tenant_id: str) -> dict[str, str]:
-        return {"X-Tenant-ID": tenant_id}
+    async def ready(self) -> Readiness:
+        return await self._client.ready()
 
     async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
-        return await self.call("POST", "", PromptPublic, body=prompt, headers=self._as(tenant_id))
+        return await self._client.call("POST", "", PromptPublic, tenant_id=tenant_id, body=prompt)
 
     async def list_prompts(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> PromptList:
         params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
-        return await self.call("GET", "", PromptList, params=params, headers=self._as(tenant_id))
+        return await self._client.call("GET", "", PromptList, tenant_id=tenant_id, params=params)
 
     async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
-        return await self.call("GET", f"/{name}", PromptPublic, headers=self._as(tenant_id))
+        return await self._client.call("GET", f"/{name}", PromptPublic, tenant_id=tenant_id)
 
     async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
-        return await self.call("POST", f"/{name}/versions", VersionPublic, body=version, headers=self._as(tenant_id))
+        return await self._client.call("POST", f"/{name}/versions", VersionPublic, tenant_id=tenant_id, body=version)
 
     async def move_label(self, *, tenant_id: str, name: str, label: str, version: int) -> LabelPublic:
         body = LabelMove(version=version)
-        return await self.call("PUT", f"/{name}/labels/{label}", LabelPublic, body=body, headers=self._as(tenant_id))
+        return await self._client.call("PUT", f"/{name}/labels/{label}", LabelPublic, tenant_id=tenant_id, body=body)
 
     async def delete_prompt(self, *, tenant_id: str, name: str) -> None:
-        await self.send("DELETE", f"/{name}", headers=self._as(tenant_id))
+        await self._client.send("DELETE", f"/{name}", tenant_id=tenant_id)
 
     async def render(
         self,
@@ -58,4 +60,7 @@ class RemotePromptsService(RemoteService):
         strict: bool = True,
     ) -> RenderOut:
         body = RenderIn(label=label, version=version, variables=variables, strict=strict)
-        return await self.call("POST", f"/{name}/render", RenderOut, body=body, headers=self._as(tenant_id))
+        return await self._client.call("POST", f"/{name}/render", RenderOut, tenant_id=tenant_id, body=body)
+
+
+open_remote = remote_factory(RemotePromptsService)

@@ -10,25 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, RootModel, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
 
-from app.routing import Schema
+from app.schemas import PositiveInt, Schema
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LATEST = "latest"
 MAX_TEMPLATE_CHARS = 100_000
 
-
-def _json_integer(value: Any) -> Any:
-    # Lax ints would take true/false and "5"; JSON Schema's integer takes neither (but does take 5.0).
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON integer")
-    return value
-
-
-# Constraints before the validator, or pydantic writes them into the JSON Schema as raw "ge".
-Positive = Annotated[int, Field(ge=1), BeforeValidator(_json_integer)]
 
 PromptName = Annotated[
     str, Field(pattern=NAME_PATTERN, description="1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit")
@@ -54,7 +44,7 @@ class ModelConfig(Schema):
     model: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, strict=True, ge=0, le=2)
     top_p: float | None = Field(default=None, strict=True, ge=0, le=1)
-    max_tokens: Positive | None = None
+    max_tokens: PositiveInt | None = None
     stop: list[str] | None = Field(default=None, max_length=4)
     params: dict[str, Any] = Field(default_factory=dict, description="Other request parameters, passed as they are")
 
@@ -133,7 +123,7 @@ class PromptList(Schema):
 
 
 class LabelMove(Schema):
-    version: Positive
+    version: PositiveInt
 
 
 class LabelPublic(Schema):
@@ -142,9 +132,28 @@ class LabelPublic(Schema):
     version: int
 
 
+class NamePath(Schema):
+    name: PromptName
+
+
+class LabelPath(Schema):
+    name: PromptName
+    label: Label
+
+
 class RenderIn(Schema):
+    # The "one or the other" rule in the document too: not (a label string and a version number) together.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["label", "version"],
+                "properties": {"label": {"type": "string"}, "version": {"type": "integer"}},
+            }
+        }
+    )
+
     label: Label | None = Field(default=None, description="Render the version this label points at")
-    version: Positive | None = Field(default=None, description="Render this version")
+    version: PositiveInt | None = Field(default=None, description="Render this version")
     variables: dict[str, Any] = Field(default_factory=dict)
     strict: bool = Field(
         default=True,

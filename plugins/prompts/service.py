@@ -1,4 +1,4 @@
-"""The prompts service interface and its direct (in-process) implementation.
+"""The direct (in-process) prompts service, opened by `open_direct(ctx)`.
 
 Versions are immutable, so a compiled template is cached per replica under (tenant, prompt id, version):
 the prompt id is new for every created prompt, so a prompt deleted and created again under the same name
@@ -7,11 +7,15 @@ never reuses an old entry. Labels move, so they are resolved in the database on 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
-from app.errors import InvalidInput, NotFound
-from app.plugin_kit import LocalDescription, PluginInfo
+from cachetools import LRUCache
+
+from app.db import Database
+from app.errors import Conflict, InvalidInput, NotFound
+from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext
 from plugins.prompts.sandbox import PromptSandbox
 from plugins.prompts.schemas import (
@@ -32,59 +36,7 @@ from plugins.prompts.store import PromptRow, PromptsStore, VersionRow
 from plugins.prompts.templates import CompiledPrompt, compile_prompt, render_prompt
 
 COMPILED_CACHE_SIZE = 512
-
-
-class PromptsService(Protocol):
-    """What the prompts plugin offers to endpoints and to other plugins, in either mode.
-
-    Every method is scoped to `tenant_id`; another tenant's prompt answers NotFound.
-    """
-
-    async def describe(self) -> PluginInfo:
-        """Name, version, mode and capabilities of the deployment that serves prompts."""
-        ...
-
-    async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
-        """Create a prompt with its version 1 (Conflict if the name is taken, TemplateRefused if it is invalid)."""
-        ...
-
-    async def list_prompts(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> PromptList:
-        """Prompts by name, a page at a time."""
-        ...
-
-    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
-        """The prompt with its labels and every version, newest first."""
-        ...
-
-    async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
-        """Append a new immutable version; `latest` moves to it, other labels only if listed."""
-        ...
-
-    async def move_label(self, *, tenant_id: str, name: str, label: str, version: int) -> LabelPublic:
-        """Point `label` at `version` (creating the label). `latest` cannot be moved."""
-        ...
-
-    async def delete_prompt(self, *, tenant_id: str, name: str) -> None:
-        """Delete the prompt with its versions and labels."""
-        ...
-
-    async def render(
-        self,
-        *,
-        tenant_id: str,
-        name: str,
-        label: str | None = None,
-        version: int | None = None,
-        variables: dict[str, Any],
-        strict: bool = True,
-    ) -> RenderOut:
-        """Render a version (by number, or by label; neither means `latest`) with `variables`.
-
-        TemplateVariablesError (400) names missing variables, and unknown ones unless `strict` is False
-        (then they are listed in `unknown_variables`). TemplateRefused (422) when the sandbox stops the template,
-        RenderLimitExceeded (422) past the output size or time limit.
-        """
-        ...
+CAPABILITIES = ("text", "chat", "syntax:simple", "syntax:jinja2")
 
 
 def _version(row: VersionRow) -> VersionPublic:
@@ -111,15 +63,18 @@ def _summary(row: PromptRow) -> PromptSummary:
 
 
 class DirectPromptsService:
-    def __init__(self, ctx: PluginContext) -> None:
-        self.store = PromptsStore(ctx.db)
-        self.db = ctx.db
+    def __init__(self, *, db: Database, about: LocalDescription) -> None:
+        self.store = PromptsStore(db)
+        self.db = db
         self.env = PromptSandbox()
-        self._description = LocalDescription("prompts", (), ("text", "chat", "syntax:simple", "syntax:jinja2"))
-        self._compiled: OrderedDict[tuple[str, str, int], CompiledPrompt] = OrderedDict()
+        self._about = about
+        self._compiled: LRUCache[tuple[str, str, int], CompiledPrompt] = LRUCache(COMPILED_CACHE_SIZE)
 
     async def describe(self) -> PluginInfo:
-        return await self._description.describe()
+        return self._about.info()
+
+    async def ready(self) -> Readiness:
+        return {"ok": True}
 
     def _compile(self, *, type: str, syntax: str, template: Any) -> CompiledPrompt:
         raw = template if isinstance(template, str) else [m.model_dump() for m in template]
@@ -128,6 +83,9 @@ class DirectPromptsService:
     async def _append(
         self, *, tenant_id: str, prompt: PromptRow, body: VersionCreate | TextPromptCreate | ChatPromptCreate
     ) -> int:
+        if (prompt.type == "text") != isinstance(body.template, str):
+            what = "a string" if prompt.type == "text" else "a list of messages"
+            raise Conflict(f"prompt {prompt.name!r} is a {prompt.type} prompt: a version's template must be {what}")
         compiled = self._compile(type=prompt.type, syntax=prompt.syntax, template=body.template)
         for label in body.labels:
             _check_label(label)
@@ -215,15 +173,17 @@ class DirectPromptsService:
         key = (tenant_id, row.id, found.version)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = compile_prompt(self.env, type=row.type, syntax=row.syntax, template=found.template)
-            self._compiled[key] = compiled
-            while len(self._compiled) > COMPILED_CACHE_SIZE:
-                self._compiled.popitem(last=False)
-        else:
-            self._compiled.move_to_end(key)
+            compiled = self._compiled[key] = compile_prompt(
+                self.env, type=row.type, syntax=row.syntax, template=found.template
+            )
         return compiled
 
 
 def _check_label(label: str) -> None:
     if label == LATEST:
         raise InvalidInput("the label `latest` always points at the newest version and cannot be moved")
+
+
+@asynccontextmanager
+async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectPromptsService]:
+    yield DirectPromptsService(db=ctx.db, about=LocalDescription(ctx, CAPABILITIES))

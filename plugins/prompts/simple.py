@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.prompts.codec import dumps
+from app.codec import dumps
 from plugins.prompts.errors import TemplateRefused
 
 _TOKEN = re.compile(r"\\\{\{|\{\{(.*?)\}\}", re.S)

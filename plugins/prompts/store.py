@@ -13,11 +13,11 @@ from typing import Any
 
 import asyncpg
 
+from app.codec import ascii_json, loads
 from app.db import Database
 from app.errors import Conflict, NotFound
 from app.pagination import Page, decode_cursor, encode_cursor
 from app.tenancy import new_id
-from plugins.prompts.codec import ascii_json, loads
 
 
 @dataclass(frozen=True)

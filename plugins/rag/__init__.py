@@ -1,19 +1,18 @@
-"""The rag plugin: collections, chunks, hybrid retrieval and grounded answers."""
+"""The rag plugin: collections, chunks, hybrid retrieval and grounded answers with citations."""
 
 from __future__ import annotations
 
-from app.plugin_kit import direct_factory
 from app.plugins import Plugin
-from app.remote import remote_factory
 from plugins.rag.api import routes
-from plugins.rag.remote import RemoteRagService
-from plugins.rag.service import DirectRagService
+from plugins.rag.interface import RAG, RagService
+from plugins.rag.remote import open_remote
+from plugins.rag.service import open_direct
 
-plugin = Plugin(
-    name="rag",
+plugin: Plugin[RagService] = Plugin(
+    key=RAG,
+    direct=open_direct,
+    remote=open_remote,
     requires=("gateway",),
-    direct=direct_factory(DirectRagService),
-    remote=remote_factory(RemoteRagService),
     routes=routes,
-    description="Collections, chunks, hybrid retrieval and grounded answers",
+    description="Collections, chunks, hybrid retrieval and grounded answers with citations",
 )

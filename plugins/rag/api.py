@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from app.plugin_kit import describe_route
+from plugins.rag.interface import RAG
 
 
 def routes() -> list[BaseRoute]:
-    return [describe_route("rag")]
+    return [describe_route(RAG)]

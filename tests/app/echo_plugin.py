@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -17,10 +17,11 @@ from starlette.routing import BaseRoute
 
 from app import context
 from app.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceError, Unavailable
-from app.plugin_kit import LocalDescription, PluginInfo, describe_route
-from app.plugins import Plugin, PluginContext
-from app.remote import RemoteService, remote_factory
-from app.routing import Schema, api_route, json_response, read_body, read_query
+from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness, describe_route
+from app.plugins import Plugin, PluginContext, ServiceKey, service
+from app.remote import PluginClient, remote_factory
+from app.routing import api_route, json_response, read_body, read_query
+from app.schemas import Schema
 
 ERRORS: dict[str, type[ServiceError]] = {
     "not_found": NotFound,
@@ -61,13 +62,29 @@ class Cues:
     sleeps_finished: int = 0
 
 
+class EchoService(PluginService, Protocol):
+    async def whoami(self) -> EchoOut: ...
+
+    async def fail(self, body: FailIn) -> None: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def ticks(self, n: int) -> AsyncIterator[bytes]: ...
+
+
+ECHO: ServiceKey[EchoService] = ServiceKey("echo")
+
+
 class DirectEchoService:
-    def __init__(self, cues: Cues) -> None:
+    def __init__(self, cues: Cues, about: LocalDescription) -> None:
         self.cues = cues
-        self._description = LocalDescription("echo", (), ("echo",))
+        self._about = about
 
     async def describe(self) -> PluginInfo:
-        return await self._description.describe()
+        return self._about.info()
+
+    async def ready(self) -> Readiness:
+        return {"ok": True}
 
     async def whoami(self) -> EchoOut:
         trace = context.parse_traceparent(context.current_traceparent())
@@ -99,52 +116,61 @@ class DirectEchoService:
             yield f"data: {i}\n\n".encode()
 
 
-class RemoteEchoService(RemoteService):
+class RemoteEchoService:
+    def __init__(self, client: PluginClient) -> None:
+        self._client = client
+
+    async def describe(self) -> PluginInfo:
+        return await self._client.describe()
+
+    async def ready(self) -> Readiness:
+        return await self._client.ready()
+
     async def whoami(self) -> EchoOut:
-        return await self.call("GET", "/whoami", EchoOut)
+        return await self._client.call("GET", "/whoami", EchoOut)
 
     async def fail(self, body: FailIn) -> None:
-        await self.send("POST", "/fail", body=body)
+        await self._client.send("POST", "/fail", body=body)
 
     async def sleep(self, seconds: float) -> None:
-        await self.send("POST", "/sleep", params={"seconds": seconds})
+        await self._client.send("POST", "/sleep", params={"seconds": seconds})
 
     def ticks(self, n: int) -> AsyncIterator[bytes]:
-        return self.stream("GET", "/ticks", params={"n": n})
+        return self._client.stream("GET", "/ticks", params={"n": n})
 
 
 async def whoami(request: Request) -> Response:
-    return json_response(await request.state.services.echo.whoami())
+    return json_response(await service(request, ECHO).whoami())
 
 
 async def fail(request: Request) -> Response:
-    await request.state.services.echo.fail(await read_body(request, FailIn))
+    await service(request, ECHO).fail(await read_body(request, FailIn))
     return Response(status_code=204)
 
 
 async def sleep(request: Request) -> Response:
-    await request.state.services.echo.sleep(read_query(request, SleepQuery).seconds)
+    await service(request, ECHO).sleep(read_query(request, SleepQuery).seconds)
     return Response(status_code=204)
 
 
 async def ticks(request: Request) -> Response:
     n = read_query(request, TicksQuery).n
-    return StreamingResponse(request.state.services.echo.ticks(n), media_type="text/event-stream")
+    return StreamingResponse(service(request, ECHO).ticks(n), media_type="text/event-stream")
 
 
 def routes() -> list[BaseRoute]:
     return [
-        describe_route("echo"),
+        describe_route(ECHO),
         api_route("GET", "/whoami", whoami, "Who am I", response=EchoOut),
         api_route("POST", "/fail", fail, "Raise an error", body=FailIn, status=204),
         api_route("POST", "/sleep", sleep, "Sleep", query=SleepQuery, status=204),
-        api_route("GET", "/ticks", ticks, "Stream ticks", query=TicksQuery, content={"text/event-stream": "ticks"}),
+        api_route("GET", "/ticks", ticks, "Stream ticks", query=TicksQuery, content={"text/event-stream": {}}),
     ]
 
 
-def echo_plugin(cues: Cues) -> Plugin:
+def echo_plugin(cues: Cues) -> Plugin[EchoService]:
     @asynccontextmanager
-    async def direct(ctx: PluginContext) -> AsyncIterator[Any]:
-        yield DirectEchoService(cues)
+    async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectEchoService]:
+        yield DirectEchoService(cues, LocalDescription(ctx, ("echo",)))
 
-    return Plugin(name="echo", direct=direct, remote=remote_factory(RemoteEchoService), routes=routes)
+    return Plugin(key=ECHO, direct=open_direct, remote=remote_factory(RemoteEchoService), routes=routes)

@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import asgi_client, new_tenant
+from tests.harness import Tenant
 
 
 async def test_create_tenant_returns_a_working_key(admin: httpx.AsyncClient, app: object) -> None:
@@ -60,7 +61,7 @@ async def test_list_tenants_paginates(admin: httpx.AsyncClient) -> None:
 async def test_bad_cursor_and_limit_are_422(admin: httpx.AsyncClient) -> None:
     assert (await admin.get("/api/v1/admin/tenants", params={"cursor": "!!!"})).status_code == 422
     r = await admin.get("/api/v1/admin/tenants", params={"limit": "0"})
-    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["limit"]
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "limit"]
 
 
 async def test_revoked_key_is_403_and_other_keys_still_work(admin: httpx.AsyncClient, app: object) -> None:
@@ -91,17 +92,17 @@ async def test_tenant_routes_need_a_valid_key(client: httpx.AsyncClient) -> None
     assert r.status_code == 401
 
 
-async def test_tenant_header_from_a_client_is_ignored(api: httpx.AsyncClient, tenant: dict[str, str]) -> None:
+async def test_tenant_header_from_a_client_is_ignored(api: httpx.AsyncClient, tenant: Tenant) -> None:
     r = await api.get("/api/v1/rag/-/info", headers={"x-tenant-id": "ten_someoneelse"})
     assert r.status_code == 200
     # The tenant comes from the key: a forged header neither authenticates nor switches tenant.
-    r = await api.get("/api/v1/rag/-/info", headers={"authorization": "", "x-tenant-id": tenant["tenant_id"]})
+    r = await api.get("/api/v1/rag/-/info", headers={"authorization": "", "x-tenant-id": tenant.tenant_id})
     assert r.status_code == 401
 
 
-async def test_admin_api_needs_the_admin_key(client: httpx.AsyncClient, tenant: dict[str, str]) -> None:
+async def test_admin_api_needs_the_admin_key(client: httpx.AsyncClient, tenant: Tenant) -> None:
     assert (await client.get("/api/v1/admin/tenants")).status_code == 401
-    r = await client.get("/api/v1/admin/tenants", headers={"authorization": f"Bearer {tenant['api_key']}"})
+    r = await client.get("/api/v1/admin/tenants", headers={"authorization": f"Bearer {tenant.api_key}"})
     assert r.status_code == 401
 
 

@@ -15,6 +15,7 @@ from app import context
 from app.logs import JsonFormatter
 from app.main import create_app
 from tests.conftest import ADMIN_KEY, asgi_client, make_settings
+from tests.harness import bare_plugin
 
 
 async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
@@ -135,20 +136,13 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from app.plugin_kit import direct_factory
-    from app.plugins import Plugin, discover
+    from app.plugins import discover
     from app.routing import api_route
 
     async def boom(request: Request) -> Response:
         raise RuntimeError("secret internals")
 
-    class Nothing:
-        def __init__(self, ctx: object) -> None:
-            pass
-
-    plugin = Plugin(
-        name="boom", direct=direct_factory(Nothing), routes=lambda: [api_route("GET", "/x", boom, "Boom", auth="none")]
-    )
+    plugin = bare_plugin("boom", lambda: [api_route("GET", "/x", boom, "Boom", auth="none")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
     async with LifespanManager(app) as m, asgi_client(m.app) as c:
         r = await c.get("/api/v1/boom/x")
@@ -162,8 +156,7 @@ async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> N
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from app.plugin_kit import direct_factory
-    from app.plugins import Plugin, discover
+    from app.plugins import discover
     from app.routing import api_route, json_response
 
     async def store(request: Request) -> Response:
@@ -178,15 +171,7 @@ async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> N
                 await db.execute("INSERT INTO scratch (t) VALUES (:v)", {"v": value})
         return json_response({"rows": await db.fetch_val("SELECT count(*) FROM scratch")})
 
-    class Nothing:
-        def __init__(self, ctx: object) -> None:
-            pass
-
-    plugin = Plugin(
-        name="scratch",
-        direct=direct_factory(Nothing),
-        routes=lambda: [api_route("POST", "/", store, "Store", auth="none")],
-    )
+    plugin = bare_plugin("scratch", lambda: [api_route("POST", "/", store, "Store", auth="none")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="scratch"), plugins=[*discover(), plugin])
     async with LifespanManager(app) as m, asgi_client(m.app) as c:
         for bad in ("a\x00b", "big"):

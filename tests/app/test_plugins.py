@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -12,19 +11,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.main import create_app
-from app.plugins import Plugin, PluginContext, StartupError, discover, resolve
+from app.plugins import Plugin, PluginContext, ServiceKey, StartupError, discover, resolve, service
 from app.routing import api_route, json_response
 from app.settings import BUILTIN_PLUGINS, ConfigError, Settings
 from tests.conftest import asgi_client, make_settings, new_tenant
 
 
 @asynccontextmanager
-async def _service(ctx: PluginContext) -> AsyncIterator[Any]:
-    yield {"plugin": ctx.config.name}
+async def _service(ctx: PluginContext) -> AsyncIterator[dict[str, str]]:
+    yield {"plugin": ctx.plugin.name}
 
 
-def fake(name: str, *requires: str, remote: bool = False) -> Plugin:
-    return Plugin(name=name, requires=requires, direct=_service, remote=_service if remote else None)
+def fake(name: str, *requires: str, remote: bool = False, uses: tuple[str, ...] = ()) -> Plugin[dict[str, str]]:
+    key: ServiceKey[dict[str, str]] = ServiceKey(name)
+    return Plugin(key=key, requires=requires, uses=uses, direct=_service, remote=_service if remote else None)
 
 
 def test_the_seven_builtins_come_from_entry_points() -> None:
@@ -87,10 +87,12 @@ async def test_faas_plugins_selects_what_is_mounted(database_url: str) -> None:
 
 
 async def test_a_third_party_plugin_mounts_like_a_builtin(database_url: str) -> None:
-    async def hello(request: Request) -> Response:
-        return json_response({"hello": request.state.services.hello["plugin"]})
+    hello_key: ServiceKey[dict[str, str]] = ServiceKey("hello")
 
-    third = Plugin(name="hello", direct=_service, routes=lambda: [api_route("GET", "/greet", hello, "Greet")])
+    async def hello(request: Request) -> Response:
+        return json_response({"hello": service(request, hello_key)["plugin"]})
+
+    third = Plugin(key=hello_key, direct=_service, routes=lambda: [api_route("GET", "/greet", hello, "Greet")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="hello"), plugins=[*discover(), third])
     async with LifespanManager(app) as m, asgi_client(m.app) as c:
         assert (await c.get("/api/v1/hello/greet")).status_code == 401

@@ -16,53 +16,34 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
+from app.plugins import discover
 from app.settings import BUILTIN_PLUGINS
 from tests.app.echo_plugin import Cues, echo_plugin
 from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
+from tests.harness import Mode, Served, deploy
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
+@pytest.fixture(params=["direct", "remote"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """This module runs its parity tests in both modes (tests/app runs direct otherwise)."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @asynccontextmanager
 async def echo_apps(
-    mode: str, database_url: str, *, served_front: bool = False, **env: str
+    mode: Mode, database_url: str, *, served_front: bool = False, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[Any, Cues, dict[str, str]]]:
     """(front app or its URL, the cues shared with the serving instance, a tenant)."""
     cues = Cues()
-    base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
-    async with asgi_lifespan_or_served(
-        create_app(make_settings(database_url, **base), plugins=[echo_plugin(cues)]),
-        serve=(mode == "remote" or served_front),
-    ) as upstream:
-        front_env = {**base, **env, **(remote_env(("echo",), upstream) if mode == "remote" else {})}
-        if mode == "direct":
-            front = upstream
-        else:
-            front = create_app(make_settings(database_url, **front_env), plugins=[echo_plugin(Cues())])
-        async with asgi_lifespan_or_served(front, serve=served_front, reuse=(front is upstream)) as entry:
-            admin_app = entry if not isinstance(entry, str) else None
-            async with _admin_client(admin_app, entry) as admin:
-                tenant = await new_tenant(admin)
-            yield entry, cues, tenant
-
-
-@asynccontextmanager
-async def asgi_lifespan_or_served(app: Any, *, serve: bool, reuse: bool = False) -> AsyncIterator[Any]:
-    if reuse:
-        yield app
-    elif serve:
-        async with serve_app(app) as url:
-            yield url
-    else:
-        async with LifespanManager(app) as manager:
-            yield manager.app
-
-
-def _admin_client(app: Any | None, entry: Any) -> httpx.AsyncClient:
-    if app is not None:
-        return asgi_client(app, authorization=f"Bearer {ADMIN_KEY}")
-    return httpx.AsyncClient(base_url=entry, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    served: Served = "loop" if served_front else "no"
+    async with deploy(
+        database_url, mode=mode, plugins=("echo",), env=env, extra=(echo_plugin(cues),), served=served
+    ) as d:
+        t = await d.tenant()
+        yield (d.url or d.app), cues, {"tenant_id": t.tenant_id, "api_key": t.api_key}
 
 
 def tenant_client(entry: Any, tenant: dict[str, str]) -> httpx.AsyncClient:
@@ -74,21 +55,20 @@ def tenant_client(entry: Any, tenant: dict[str, str]) -> httpx.AsyncClient:
 # --- parity: the same bodies, direct and remote -----------------------------------------------------------
 
 
-async def test_builtin_plugins_describe_the_same_in_both_modes(mode_api: httpx.AsyncClient, mode: str) -> None:
+async def test_builtin_plugins_describe_the_same_in_both_modes(api: httpx.AsyncClient, mode: str) -> None:
     for name in BUILTIN_PLUGINS:
-        r = await mode_api.get(f"/api/v1/{name}/-/info")
+        r = await api.get(f"/api/v1/{name}/-/info")
         assert r.status_code == 200, (name, r.text)
         info = r.json()
         assert info["plugin"] == name and info["mode"] == "direct"
 
 
-async def test_builtin_plugins_refuse_a_missing_key_the_same(mode_app: Any) -> None:
-    async with asgi_client(mode_app) as c:
-        r = await c.get("/api/v1/rag/-/info")
+async def test_builtin_plugins_refuse_a_missing_key_the_same(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/rag/-/info")
     assert r.status_code == 401 and r.json()["type"] == "urn:faas:problem:unauthenticated"
 
 
-async def test_tenant_request_id_and_trace_reach_the_service(mode: str, database_url: str) -> None:
+async def test_tenant_request_id_and_trace_reach_the_service(mode: Mode, database_url: str) -> None:
     async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
         r = await c.get("/api/v1/echo/whoami", headers={"x-request-id": "req-parity-1", "traceparent": TRACEPARENT})
     assert r.status_code == 200, r.text
@@ -110,7 +90,7 @@ async def test_tenant_request_id_and_trace_reach_the_service(mode: str, database
     ],
 )
 async def test_errors_come_back_as_the_same_problem(
-    mode: str, database_url: str, kind: str, status: int, slug: str
+    mode: Mode, database_url: str, kind: str, status: int, slug: str
 ) -> None:
     async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
         r = await c.post("/api/v1/echo/fail", json={"kind": kind, "detail": f"the {kind} detail"})
@@ -122,13 +102,13 @@ async def test_errors_come_back_as_the_same_problem(
         assert problem["thing"] == "widget"
 
 
-async def test_validation_errors_name_the_field_in_both_modes(mode: str, database_url: str) -> None:
+async def test_validation_errors_name_the_field_in_both_modes(mode: Mode, database_url: str) -> None:
     async with echo_apps(mode, database_url) as (app, _, tenant), tenant_client(app, tenant) as c:
         r = await c.post("/api/v1/echo/fail", json={"kind": "nope", "detail": "x"})
-    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["kind"]
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "kind"]
 
 
-async def test_stream_passes_through_chunk_by_chunk(mode: str, database_url: str) -> None:
+async def test_stream_passes_through_chunk_by_chunk(mode: Mode, database_url: str) -> None:
     # Chunk 1 waits on a gate the test opens only after chunk 0 arrived: a buffering hop would hang here.
     async with echo_apps(mode, database_url, served_front=True) as (url, cues, tenant), tenant_client(url, tenant) as c:
         async with c.stream("GET", "/api/v1/echo/ticks", params={"n": 3}) as r:
@@ -147,7 +127,7 @@ async def test_stream_passes_through_chunk_by_chunk(mode: str, database_url: str
 
 async def test_deadline_reaches_the_upstream_which_stops_work_past_it(database_url: str) -> None:
     env = {"FAAS_ECHO_CLIENT_DEADLINE": "0.3", "FAAS_ECHO_CLIENT_TIMEOUT": "5"}
-    async with echo_apps("remote", database_url, **env) as (app, cues, tenant), tenant_client(app, tenant) as c:
+    async with echo_apps("remote", database_url, env=env) as (app, cues, tenant), tenant_client(app, tenant) as c:
         seen = (await c.get("/api/v1/echo/whoami")).json()
         assert 0 < seen["deadline_ms"] <= 300
         started = time.monotonic()
@@ -164,7 +144,7 @@ async def test_a_stream_that_has_started_may_outlast_the_deadline(database_url: 
     # (an LLM answer streamed word by word easily outlasts FAAS_CLIENT_DEADLINE).
     env = {"FAAS_ECHO_CLIENT_DEADLINE": "0.3", "FAAS_ECHO_CLIENT_TIMEOUT": "5"}
     async with (
-        echo_apps("remote", database_url, served_front=True, **env) as (url, cues, tenant),
+        echo_apps("remote", database_url, served_front=True, env=env) as (url, cues, tenant),
         tenant_client(url, tenant) as c,
     ):
         async with c.stream("GET", "/api/v1/echo/ticks", params={"n": 3}) as r:
@@ -180,12 +160,12 @@ async def test_a_stream_that_has_started_may_outlast_the_deadline(database_url: 
 async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> None:
     cues = Cues()
     base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
-    upstream = create_app(make_settings(database_url, **base), plugins=[echo_plugin(cues)])
-    served = serve_app(upstream)
+    upstream = create_app(make_settings(database_url, **base), plugins=[*discover(), echo_plugin(cues)])
+    served: Any = serve_app(upstream)
     url = await served.__aenter__()
     try:
         front = create_app(
-            make_settings(database_url, **base, **remote_env(("echo",), url)), plugins=[echo_plugin(cues)]
+            make_settings(database_url, **base, **remote_env(("echo",), url)), plugins=[*discover(), echo_plugin(cues)]
         )
         async with LifespanManager(front) as m, asgi_client(m.app) as c:
             r = await c.get("/health/ready")

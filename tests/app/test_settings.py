@@ -26,7 +26,6 @@ def test_defaults_mount_all_seven_direct() -> None:
         ({"FAAS_ADMIN_KEY": "short"}, "FAAS_ADMIN_KEY"),
         ({"FAAS_PLUGINS": "rag,Bad Name"}, "FAAS_PLUGINS"),
         ({"FAAS_MAX_BODY_BYTES": "lots"}, "FAAS_MAX_BODY_BYTES"),
-        ({"FAAS_GATEWAY_CONFIG": "/nonexistent/models.yaml"}, "FAAS_GATEWAY_CONFIG"),
         ({"FAAS_LOG_LEVEL": "loud"}, "FAAS_LOG_LEVEL"),
         ({"FAAS_AUTH_CACHE_SECONDS": "600"}, "FAAS_AUTH_CACHE_SECONDS"),
     ],

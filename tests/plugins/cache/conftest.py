@@ -1,12 +1,9 @@
-"""Cache fixtures: the same tests run against each backend (`cache_backend` is postgres or redis) and with the
-cache plugin direct and remote (`mode`).
+"""Cache fixtures: the same tests run against each backend (`cache_backend`: postgres or redis) and with the cache
+plugin direct and remote, through the one harness (tests/harness.py).
 
-Remote mode runs the postgres backend only (the remote path does not depend on the backend): the app the tests
-talk to serves the routes and calls a second app instance (cache direct, under uvicorn on 127.0.0.1, on the same
-database) through `RemoteCacheService`. Redis runs at 127.0.0.1:6379; each test writes under its own key prefix
-and deletes everything under it after. `cache_app` yields the app, its lifespan state (so service tests call
-`state["services"].cache` directly, which is the remote service in remote mode) and the serving instance's URL
-(None in direct mode).
+Remote mode runs the postgres backend only (the remote path does not depend on the backend). Redis runs at
+127.0.0.1:6379; each test writes under its own key prefix and deletes everything under it after. `cache` is the
+service as other plugins see it (`services.get(CACHE)`: the remote implementation in remote mode).
 """
 
 from __future__ import annotations
@@ -17,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
+from plugins.cache.interface import CACHE, CacheService
+from tests.harness import Deployment, Mode
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,8 +29,8 @@ def variant(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 
 @pytest.fixture
-def mode(variant: tuple[str, str]) -> str:
-    return variant[0]
+def mode(variant: tuple[str, str]) -> Mode:
+    return "remote" if variant[0] == "remote" else "direct"
 
 
 @pytest.fixture
@@ -59,74 +55,42 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def cache_env(cache_backend: str, redis_prefix: str) -> dict[str, str]:
-    """Environment for the backend under test (a module may extend it by overriding this fixture)."""
+def deploy_plugins() -> tuple[str, ...]:
+    """The cache alone (a module that needs the gateway overrides this)."""
+    return ("cache",)
+
+
+@pytest.fixture
+def deploy_remote() -> tuple[str, ...]:
+    return ("cache",)
+
+
+@pytest.fixture
+def deploy_env(cache_backend: str, redis_prefix: str) -> dict[str, str]:
     if cache_backend == "redis":
         return {"REDIS_URL": REDIS_URL, "FAAS_CACHE_REDIS_PREFIX": redis_prefix}
     return {}
 
 
 @pytest.fixture
-def cache_plugins() -> list[Any]:
-    """The plugins the app mounts: cache alone (a module that needs the gateway overrides this)."""
-    from plugins.cache import plugin
-
-    return [plugin]
-
-
-CacheApp = tuple[Any, dict[str, Any], str | None]
+def cache(deployment: Deployment) -> CacheService:
+    return deployment.service(CACHE)
 
 
 @pytest.fixture
-async def cache_app(
-    mode: str, database_url: str, cache_env: dict[str, str], cache_plugins: list[Any]
-) -> AsyncIterator[CacheApp]:
-    env = {
-        "FAAS_PLUGINS": ",".join(p.name for p in cache_plugins),
-        "FAAS_INTERNAL_SECRET": INTERNAL_SECRET,
-        **cache_env,
-    }
-    if mode == "direct":
-        application = create_app(make_settings(database_url, **env), plugins=cache_plugins)
-        async with LifespanManager(application) as manager:
-            yield manager.app, application.state.lifespan, None
-        return
-    async with serve_app(create_app(make_settings(database_url, **env), plugins=cache_plugins)) as url:
-        front = create_app(make_settings(database_url, **env, **remote_env(("cache",), url)), plugins=cache_plugins)
-        async with LifespanManager(front) as manager:
-            yield manager.app, front.state.lifespan, url
+def serving(deployment: Deployment) -> httpx.AsyncClient:
+    """A client of the app where the cache runs direct (its metrics live there)."""
+    if deployment.serving_url is None:
+        return deployment.client()
+    return httpx.AsyncClient(base_url=deployment.serving_url)
 
 
 @pytest.fixture
-def cache(cache_app: CacheApp) -> Any:
-    """The cache service as other plugins see it (`services.cache`): direct, or remote in remote mode."""
-    return cache_app[1]["services"].cache
+async def tenants(deployment: Deployment) -> list[dict[str, Any]]:
+    return [(await deployment.tenant()).__dict__ for _ in range(2)]
 
 
 @pytest.fixture
-async def serving(cache_app: CacheApp) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the instance where the cache runs direct (its metrics live there)."""
-    app, _, url = cache_app
-    client = asgi_client(app) if url is None else httpx.AsyncClient(base_url=url)
-    async with client:
-        yield client
-
-
-@pytest.fixture
-async def cache_admin(cache_app: CacheApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(cache_app[0], authorization=f"Bearer {ADMIN_KEY}") as c:
-        yield c
-
-
-@pytest.fixture
-async def tenants(cache_admin: httpx.AsyncClient) -> list[dict[str, str]]:
-    return [await new_tenant(cache_admin), await new_tenant(cache_admin)]
-
-
-@pytest.fixture
-async def clients(cache_app: CacheApp, tenants: list[dict[str, str]]) -> AsyncIterator[list[httpx.AsyncClient]]:
+def clients(deployment: Deployment, tenants: list[dict[str, Any]]) -> list[httpx.AsyncClient]:
     """One client per tenant (two tenants)."""
-    a = asgi_client(cache_app[0], authorization=f"Bearer {tenants[0]['api_key']}")
-    b = asgi_client(cache_app[0], authorization=f"Bearer {tenants[1]['api_key']}")
-    async with a, b:
-        yield [a, b]
+    return [deployment.client(t["api_key"]) for t in tenants]

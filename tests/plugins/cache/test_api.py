@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import NotFound
+from app.errors import InvalidInput
 
 URL = "/api/v1/cache"
 
@@ -87,7 +87,6 @@ async def test_another_tenants_entry_is_404(clients: list[httpx.AsyncClient]) ->
 async def test_bad_input_is_refused_with_the_field_named(clients: list[httpx.AsyncClient]) -> None:
     api = clients[0]
     cases: list[tuple[str, dict[str, Any], str]] = [
-        (f"{URL}/-bad/k", {"value": 1}, "namespace"),
         (f"{URL}/{'n' * 65}/k", {"value": 1}, "namespace"),
         (f"{URL}/ns/{'k' * 257}", {"value": 1}, "key"),
         (f"{URL}/ns/sp%20ace", {"value": 1}, "key"),
@@ -99,9 +98,13 @@ async def test_bad_input_is_refused_with_the_field_named(clients: list[httpx.Asy
     ]
     for url, body, field in cases:
         r = await api.put(url, json=body)
-        # A namespace or key no entry can have is "not found"; a bad body is invalid. Both name the field.
-        assert r.status_code == (404 if field in ("namespace", "key") else 422), (url, body, r.text)
+        # A namespace or key outside the documented pattern is invalid, like a bad body; both name the field.
+        assert r.status_code == 422, (url, body, r.text)
         assert any(field in e["loc"] for e in r.json()["errors"]), (field, r.json())
+    # A segment starting with `-` is the plugin's own space (/-/stats), never a namespace: no such route.
+    assert (await api.put(f"{URL}/-bad/k", json={"value": 1})).status_code == 404
+    put_info = await api.put(f"{URL}/-/stats", json={"value": 1})
+    assert put_info.status_code == 405 and "PUT" not in put_info.headers["allow"]
     big = await api.put(f"{URL}/ns/big", json={"value": "x" * (1024 * 1024 + 1)})
     assert big.status_code == 413 and "FAAS_CACHE_MAX_VALUE_BYTES" in big.json()["detail"]
     assert (await api.get(f"{URL}/ns/big")).status_code == 404
@@ -164,13 +167,13 @@ async def test_names_made_only_of_dots_are_refused_and_clear_nothing(
     t = tenants[0]["tenant_id"]
     await cache.set_entry(tenant_id=t, namespace="ns", key="keep", value=1, ttl_seconds=60)
     for call in (cache.delete_entry, cache.get_entry):
-        with pytest.raises(NotFound) as refused:
+        with pytest.raises(InvalidInput) as refused:
             await call(tenant_id=t, namespace=namespace, key=key)
         assert any(("key" if namespace == "ns" else "namespace") in e["loc"] for e in refused.value.extra["errors"])
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput):
         await cache.set_entry(tenant_id=t, namespace=namespace, key=key, value=2, ttl_seconds=60)
     if namespace != "ns":
-        with pytest.raises(NotFound):
+        with pytest.raises(InvalidInput):
             await cache.clear_namespace(tenant_id=t, namespace=namespace)
     assert (await cache.get_entry(tenant_id=t, namespace="ns", key="keep")).value == 1
     await cache.set_entry(tenant_id=t, namespace="ns", key=".k.", value=3, ttl_seconds=60)  # dots among others

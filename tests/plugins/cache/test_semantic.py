@@ -14,11 +14,8 @@ RESPONSE = {"id": "chatcmpl-alarm", "choices": [{"message": {"role": "assistant"
 
 
 @pytest.fixture
-def cache_plugins() -> list[Any]:
-    from plugins.cache import plugin as cache_plugin
-    from plugins.gateway import plugin as gateway_plugin
-
-    return [gateway_plugin, cache_plugin]
+def deploy_plugins() -> tuple[str, ...]:
+    return ("gateway", "cache")
 
 
 def chat(text: str, *, model: str = "gpt-4o-mini", system: str | None = "You control the house.") -> dict[str, Any]:
@@ -52,7 +49,7 @@ async def test_a_lower_threshold_is_the_callers_choice(cache: Any, tenants: list
     t = tenants[0]["tenant_id"]
     await remember(cache, t, chat("turn the alarm off"))
     loose = await cache.lookup_response(tenant_id=t, request=chat("turn the alarm on"), semantic=True, threshold=0.9)
-    assert loose is not None and 0.9 <= loose.similarity < 0.95  # type: ignore[operator]
+    assert loose is not None and loose.similarity is not None and 0.9 <= loose.similarity < 0.95
 
 
 async def test_never_across_tenants_models_or_system_prompts(cache: Any, tenants: list[dict[str, str]]) -> None:

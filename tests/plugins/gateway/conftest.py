@@ -1,20 +1,33 @@
-"""Gateway test helpers: fake providers on 127.0.0.1 and the gateway itself under uvicorn."""
+"""Gateway fixtures: the gateway deployed alone, direct and remote (the root conftest's `mode`), its ledger flushed
+often; fake providers on 127.0.0.1; and the gateway itself under uvicorn for blocking clients."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
 
-from app.main import create_app
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import ADMIN_KEY, Deployer
 from tests.plugins.gateway.upstreams import FakeUpstream
 from tests.servers import serve_in_thread
+
+
+@pytest.fixture
+def deploy_plugins() -> tuple[str, ...]:
+    return ("gateway",)
+
+
+@pytest.fixture
+def deploy_env() -> dict[str, str]:
+    return {"FAAS_GATEWAY_FLUSH_SECONDS": "0.05"}
 
 
 @contextmanager
@@ -36,11 +49,40 @@ def write_config(tmp_path: Path, models: dict[str, Any]) -> str:
     return str(path)
 
 
-@contextmanager
-def gateway(database_url: str, **env: str) -> Iterator[str]:
-    """The whole app under uvicorn on 127.0.0.1 (so streaming is real); yields its base URL."""
-    with serve_in_thread(create_app(make_settings(database_url, **env))) as url:
-        yield url
+def content(r: ChatCompletion) -> str:
+    """The first choice's text (the SDK types it optional)."""
+    text = r.choices[0].message.content
+    assert text is not None, r
+    return text
+
+
+def function_call(r: ChatCompletion) -> ChatCompletionMessageFunctionToolCall:
+    """The first tool call of the first choice, a function call."""
+    calls = r.choices[0].message.tool_calls
+    assert calls and isinstance(calls[0], ChatCompletionMessageFunctionToolCall), r
+    return calls[0]
+
+
+@dataclass
+class Served:
+    """The gateway deployment under uvicorn on 127.0.0.1 (streaming is real), with a tenant's SDK and HTTP client."""
+
+    url: str
+    sdk: openai.AsyncOpenAI
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def served_gateway(deploy_app: Deployer, **env: str) -> AsyncIterator[Served]:
+    """The gateway in this test's mode, served on loopback, with clients for one new tenant."""
+    async with deploy_app(env=env, served="loop") as d:
+        assert d.url is not None
+        key = (await d.tenant()).api_key
+        sdk = openai.AsyncOpenAI(base_url=f"{d.url}/v1", api_key=key, max_retries=0)
+        try:
+            yield Served(d.url, sdk, d.client(key))
+        finally:
+            await sdk.close()
 
 
 def tenant_key(base_url: str, name: str | None = None) -> dict[str, str]:

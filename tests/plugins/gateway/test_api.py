@@ -7,18 +7,18 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
 from app.settings import ConfigError
 from plugins.gateway.catalog import load_file
+from plugins.gateway.interface import GATEWAY
 from plugins.gateway.schemas import ChatIn, GenerateIn
-from tests.conftest import eventually, make_settings
-from tests.plugins.gateway.test_limits import _tenant, replica
+from tests.conftest import Deployer, eventually
+from tests.harness import Deployment
+from tests.plugins.gateway.test_limits import _tenant
 
 
-async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
-    async with replica(database_url) as app:
+async def test_generate_chat_and_usage_ledger(deploy_app: Deployer, database_url: str) -> None:
+    async with deploy_app() as app:
         tid, c = await _tenant(app)
         g = await c.post("/api/v1/gateway/generate", json={"prompt": "tell me", "system": "be kind"})
         assert (
@@ -37,7 +37,9 @@ async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
         async def ledger() -> list[asyncpg.Record]:  # written in batches, off the request path
             conn = await asyncpg.connect(database_url)
             try:
-                rows = await conn.fetch("SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    "SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid
+                )
             finally:
                 await conn.close()
             assert [(r["model"], r["status"], r["deployment"]) for r in rows] == [
@@ -59,8 +61,8 @@ async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
         await c.aclose()
 
 
-async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
-    async with replica(database_url) as app:
+async def test_other_tenants_usage_is_invisible(deploy_app: Deployer, database_url: str) -> None:
+    async with deploy_app() as app:
         _, c1 = await _tenant(app)
         _, c2 = await _tenant(app)
         await c1.post("/api/v1/gateway/generate", json={"prompt": "x"})
@@ -74,20 +76,17 @@ async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
         await c2.aclose()
 
 
-async def test_embed_texts_and_generate_through_the_registry(database_url: str) -> None:
-    """What the cache, rag and agents plugins call: `services.gateway.embed_texts(...)` and friends."""
-    application = create_app(make_settings(database_url, FAAS_GATEWAY_FLUSH_SECONDS="0.05"))
-    async with LifespanManager(application) as manager:
-        tid, c = await _tenant(manager.app)
-        await c.aclose()
-        gateway = application.state.lifespan["services"].gateway
-        vectors = await gateway.embed_texts(tenant_id=tid, texts=["hello world", "other", "hello world"])
-        assert [len(v) for v in vectors] == [384, 384, 384] and vectors[0] == vectors[2] != vectors[1]
-        assert await gateway.embed_texts(tenant_id=tid, texts=[]) == []
-        out = await gateway.generate(tenant_id=tid, request=GenerateIn(prompt="ping"))
-        assert out.text == "You said: ping"
-        chat = await gateway.chat(tenant_id=tid, request=ChatIn(messages=[{"role": "user", "content": "yo"}]))
-        assert chat.message["content"] == "You said: yo"
+async def test_embed_texts_and_generate_through_the_registry(deployment: Deployment) -> None:
+    """What the cache, rag and agents plugins call: `services.get(GATEWAY).embed_texts(...)` and friends."""
+    tid = (await deployment.tenant()).tenant_id
+    gateway = deployment.service(GATEWAY)
+    vectors = await gateway.embed_texts(tenant_id=tid, texts=["hello world", "other", "hello world"])
+    assert [len(v) for v in vectors] == [384, 384, 384] and vectors[0] == vectors[2] != vectors[1]
+    assert await gateway.embed_texts(tenant_id=tid, texts=[]) == []
+    out = await gateway.generate(tenant_id=tid, request=GenerateIn(prompt="ping"))
+    assert out.text == "You said: ping"
+    chat = await gateway.chat(tenant_id=tid, request=ChatIn(messages=[{"role": "user", "content": "yo"}]))
+    assert chat.message["content"] == "You said: yo"
 
 
 def test_config_file_errors_name_the_field(tmp_path: Path) -> None:

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.conftest import Deployer
 from tests.plugins.gateway.conftest import fake_upstream, write_config
-from tests.plugins.gateway.test_limits import _tenant, replica
+from tests.plugins.gateway.test_limits import _tenant
 
 
-async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(database_url: str, tmp_path: Path) -> None:
+async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(
+    deploy_app: Deployer, database_url: str, tmp_path: Path
+) -> None:
     with fake_upstream("oa") as (oa, url):
         config = write_config(
             tmp_path,
@@ -29,7 +32,7 @@ async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(database_url
                 }
             },
         )
-        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+        async with deploy_app(plugins=("gateway", "cache"), env={"FAAS_GATEWAY_CONFIG": config}) as app:
             tid, c = await _tenant(app)
             body = {"model": "gpt", "messages": [{"role": "user", "content": "cache me"}], "cache": {"mode": "exact"}}
             first = await c.post("/v1/chat/completions", json=body)
@@ -52,12 +55,14 @@ async def test_exact_cache_hit_skips_the_provider_and_costs_nothing(database_url
     assert rows[0]["cost_usd"] > 0 and rows[1]["cost_usd"] == 0
 
 
-async def test_the_request_cache_mode_decides_the_semantic_index(database_url: str, tmp_path: Path) -> None:
+async def test_the_request_cache_mode_decides_the_semantic_index(
+    deploy_app: Deployer, database_url: str, tmp_path: Path
+) -> None:
     with fake_upstream("oa") as (oa, url):
         config = write_config(
             tmp_path, {"gpt": {"deployments": [{"provider": "openai", "model": "g", "base_url": f"{url}/v1"}]}}
         )
-        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+        async with deploy_app(plugins=("gateway", "cache"), env={"FAAS_GATEWAY_CONFIG": config}) as app:
             tid, c = await _tenant(app)
             alarm = {"model": "gpt", "messages": [{"role": "user", "content": "turn the alarm off"}]}
             # A semantic lookup for this request, then the provider fails: nothing is stored yet.

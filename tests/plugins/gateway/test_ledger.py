@@ -13,8 +13,9 @@ from app.db import Database
 from plugins.gateway.ledger import UsageLedger
 from plugins.gateway.limits import PostgresLimiter
 from plugins.gateway.store import GatewayStore, UsageEntry
+from tests.conftest import Deployer
 from tests.plugins.gateway.conftest import fake_upstream, write_config
-from tests.plugins.gateway.test_limits import _tenant, replica
+from tests.plugins.gateway.test_limits import _tenant
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -31,11 +32,11 @@ async def _insert_waiting(conn: asyncpg.Connection) -> bool:
     return bool(n)
 
 
-async def test_shutdown_during_a_flush_keeps_every_entry(database_url: str) -> None:
+async def test_shutdown_during_a_flush_keeps_every_entry(deploy_app: Deployer, database_url: str) -> None:
     locker = await asyncpg.connect(database_url)
     watcher = await asyncpg.connect(database_url)
     try:
-        async with replica(database_url) as app:
+        async with deploy_app() as app:
             tid, c = await _tenant(app)
             lock = locker.transaction()
             await lock.start()
@@ -100,7 +101,9 @@ async def test_a_rejected_row_is_dropped_and_the_rest_of_the_batch_written(datab
     assert [r._mapping["error"] for r in rows] == [None] * 4
 
 
-async def test_a_provider_error_with_a_nul_does_not_stop_usage_recording(database_url: str, tmp_path: Path) -> None:
+async def test_a_provider_error_with_a_nul_does_not_stop_usage_recording(
+    deploy_app: Deployer, database_url: str, tmp_path: Path
+) -> None:
     with fake_upstream("oa", fail_status=500, fail_message="bad\u0000thing happened") as (_, url):
         config = write_config(
             tmp_path,
@@ -109,7 +112,7 @@ async def test_a_provider_error_with_a_nul_does_not_stop_usage_recording(databas
                 "fine": {"deployments": [{"provider": "mock", "model": "mock-1"}]},
             },
         )
-        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+        async with deploy_app(env={"FAAS_GATEWAY_CONFIG": config}) as app:
             tid, c = await _tenant(app)
             failed = await c.post("/v1/chat/completions", json={"model": "broken", "messages": MSG})
             assert failed.status_code == 502

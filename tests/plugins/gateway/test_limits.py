@@ -5,49 +5,36 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, eventually, make_settings, new_tenant
+from tests.conftest import Deployer, eventually
+from tests.harness import Deployment
 
 MSG = [{"role": "user", "content": "hello"}]
 
 
-@asynccontextmanager
-async def replica(database_url: str, **env: str) -> AsyncIterator[Any]:
-    env.setdefault("FAAS_GATEWAY_FLUSH_SECONDS", "0.05")
-    app = create_app(make_settings(database_url, **env))
-    async with LifespanManager(app) as manager:
-        yield manager.app
+async def _policy(d: Deployment, tenant_id: str, **policy: Any) -> dict[str, Any]:
+    r = await d.admin().put(f"/api/v1/gateway/tenants/{tenant_id}/policy", json=policy)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
-async def _policy(app: Any, tenant_id: str, **policy: Any) -> dict[str, Any]:
-    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
-        r = await admin.put(f"/api/v1/gateway/tenants/{tenant_id}/policy", json=policy)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-
-async def _tenant(app: Any) -> tuple[str, httpx.AsyncClient]:
-    async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
-        t = await new_tenant(admin)
-    return t["tenant_id"], asgi_client(app, authorization=f"Bearer {t['api_key']}")
+async def _tenant(d: Deployment) -> tuple[str, httpx.AsyncClient]:
+    t, c = await d.api()
+    return t.tenant_id, c
 
 
 def _chat(**kw: Any) -> dict[str, Any]:
     return {"model": "mock-1", "messages": MSG, **kw}
 
 
-async def test_rpm_limit_answers_429_with_retry_after(database_url: str) -> None:
-    async with replica(database_url) as app:
+async def test_rpm_limit_answers_429_with_retry_after(deploy_app: Deployer, database_url: str) -> None:
+    async with deploy_app() as app:
         tid, c = await _tenant(app)
         await _policy(app, tid, rpm=3)
         codes = [(await c.post("/v1/chat/completions", json=_chat())).status_code for _ in range(3)]
@@ -63,8 +50,9 @@ async def test_rpm_limit_answers_429_with_retry_after(database_url: str) -> None
         await c.aclose()
 
 
-async def test_tokens_are_reserved_then_settled_with_real_usage(database_url: str) -> None:
-    async with replica(database_url) as app:
+async def test_tokens_are_reserved_then_settled_with_real_usage(deploy_app: Deployer, database_url: str) -> None:
+    # A ledger flush settles reservations: slow enough here that the three calls below all happen before one.
+    async with deploy_app(env={"FAAS_GATEWAY_FLUSH_SECONDS": "1"}) as app:
         tid, c = await _tenant(app)
         await _policy(app, tid, tpm=2500)
         ok = [(await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))).status_code for _ in range(2)]
@@ -83,7 +71,9 @@ async def test_tokens_are_reserved_then_settled_with_real_usage(database_url: st
         await c.aclose()
 
 
-async def test_budget_stops_spending_and_matches_the_ledger(database_url: str, tmp_path: Path) -> None:
+async def test_budget_stops_spending_and_matches_the_ledger(
+    deploy_app: Deployer, database_url: str, tmp_path: Path
+) -> None:
     config = tmp_path / "g.json"
     config.write_text(
         json.dumps(
@@ -103,7 +93,7 @@ async def test_budget_stops_spending_and_matches_the_ledger(database_url: str, t
             }
         )
     )
-    async with replica(database_url, FAAS_GATEWAY_CONFIG=str(config)) as app:
+    async with deploy_app(env={"FAAS_GATEWAY_CONFIG": str(config)}) as app:
         tid, c = await _tenant(app)
         await _policy(app, tid, monthly_budget_usd=0.05)
         statuses = []
@@ -114,8 +104,7 @@ async def test_budget_stops_spending_and_matches_the_ledger(database_url: str, t
         assert 200 in statuses and statuses[-1] == 429
         assert r.json()["error"]["code"] == "insufficient_quota" and int(r.headers["retry-after"]) > 0
         await asyncio.sleep(0.2)
-        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
-            policy = (await admin.get(f"/api/v1/gateway/tenants/{tid}/policy")).json()
+        policy = (await app.admin().get(f"/api/v1/gateway/tenants/{tid}/policy")).json()
         conn = await asyncpg.connect(database_url)
         try:
             spent = await conn.fetchval("SELECT sum(cost_usd) FROM gateway_usage WHERE tenant_id = $1", tid)
@@ -127,8 +116,8 @@ async def test_budget_stops_spending_and_matches_the_ledger(database_url: str, t
         await c.aclose()
 
 
-async def test_allowed_models(database_url: str) -> None:
-    async with replica(database_url) as app:
+async def test_allowed_models(deploy_app: Deployer, database_url: str) -> None:
+    async with deploy_app() as app:
         tid, c = await _tenant(app)
         await _policy(app, tid, allowed_models=["all-MiniLM-L6-v2"])
         r = await c.post("/v1/chat/completions", json=_chat())
@@ -137,21 +126,21 @@ async def test_allowed_models(database_url: str) -> None:
         assert [m["id"] for m in models] == ["all-MiniLM-L6-v2"]
         assert (await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x"})).status_code == 200
         await c.aclose()
-        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
-            assert (await admin.get("/api/v1/gateway/tenants/ten_nope/policy")).status_code == 404
-            bad = await admin.put(f"/api/v1/gateway/tenants/{tid}/policy", json={"rpm": 0})
-            assert bad.status_code == 422
+        admin = app.admin()
+        assert (await admin.get("/api/v1/gateway/tenants/ten_nope/policy")).status_code == 404
+        bad = await admin.put(f"/api/v1/gateway/tenants/{tid}/policy", json={"rpm": 0})
+        assert bad.status_code == 422
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])
-async def test_two_replicas_share_one_limit(database_url: str, backend: str) -> None:
+async def test_two_replicas_share_one_limit(deploy_app: Deployer, database_url: str, backend: str) -> None:
     env: dict[str, str] = {}
     if backend == "redis":
         env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "FAAS_GATEWAY_REDIS_PREFIX": f"test:{secrets.token_hex(6)}"}
-    async with replica(database_url, **env) as one, replica(database_url, **env) as two:
+    async with deploy_app(env=env) as one, deploy_app(env=env) as two:
         tid, c1 = await _tenant(one)
         await _policy(one, tid, rpm=10)
-        c2 = asgi_client(two, authorization=c1.headers["authorization"])
+        c2 = two.client(c1.headers["authorization"].removeprefix("Bearer "))
         calls = [c.post("/v1/chat/completions", json=_chat()) for _ in range(15) for c in (c1, c2)]
         codes = [r.status_code for r in await asyncio.gather(*calls)]
         assert codes.count(200) == 10 and codes.count(429) == 20

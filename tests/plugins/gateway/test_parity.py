@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.main import create_app
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, eventually, make_settings, remote_env, serve_app
+from tests.conftest import ADMIN_KEY, Deployer, eventually, serve_app
+from tests.harness import deploy
 
 CLIENT_DEADLINE = 0.5
 MSG = [{"role": "user", "content": "hi"}]
@@ -68,8 +68,8 @@ def gate() -> asyncio.Event:
 
 
 @pytest.fixture
-async def gateway_url(mode: str, database_url: str, tmp_path: Path, gate: asyncio.Event) -> AsyncIterator[str]:
-    """The URL the tests call: the gateway direct, or a front instance with the gateway remote."""
+async def gateway_url(deploy_app: Deployer, tmp_path: Path, gate: asyncio.Event) -> AsyncIterator[str]:
+    """The URL the tests call: the gateway direct, or a front deployment with the gateway remote."""
     async with serve_app(gated_provider(gate)) as provider:
         config = tmp_path / "gateway.json"
         models = {
@@ -78,20 +78,10 @@ async def gateway_url(mode: str, database_url: str, tmp_path: Path, gate: asynci
             "dying": {"deployments": [{"provider": "openai", "model": "d", "base_url": f"{provider}/v1"}]},
         }
         config.write_text(json.dumps({"models": models}))
-        env = {
-            "FAAS_PLUGINS": "gateway,cache",
-            "FAAS_INTERNAL_SECRET": INTERNAL_SECRET,
-            "FAAS_GATEWAY_CONFIG": str(config),
-            "FAAS_GATEWAY_FLUSH_SECONDS": "0.05",
-            "FAAS_GATEWAY_CLIENT_DEADLINE": str(CLIENT_DEADLINE),
-        }
-        async with serve_app(create_app(make_settings(database_url, **env))) as serving:
-            if mode == "direct":
-                yield serving
-                return
-            front = create_app(make_settings(database_url, **env, **remote_env(("gateway",), serving)))
-            async with serve_app(front) as url:
-                yield url
+        env = {"FAAS_GATEWAY_CONFIG": str(config), "FAAS_GATEWAY_CLIENT_DEADLINE": str(CLIENT_DEADLINE)}
+        async with deploy_app(plugins=("gateway", "cache"), remote=("gateway",), env=env, served="loop") as d:
+            assert d.url is not None
+            yield d.url
 
 
 @pytest.fixture
@@ -243,7 +233,7 @@ async def test_usage_lands_with_the_calling_tenant(admin: httpx.AsyncClient) -> 
         await eventually(recorded)
         assert (await theirs.get("/api/v1/gateway/usage")).json()["data"] == []
         bad = await mine.get("/api/v1/gateway/usage", params={"limit": 0})
-        assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["limit"]
+        assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "limit"]
 
 
 async def test_an_admin_policy_applies_to_the_tenant(admin: httpx.AsyncClient) -> None:
@@ -283,28 +273,6 @@ async def test_a_gateway_error_behind_another_plugin_is_a_plain_problem(admin: h
 
 async def test_a_remote_gateway_allows_llm_length_calls(database_url: str) -> None:
     """The remote gateway's client waits minutes, not the service client's 10 s default, for a completion."""
-    from app.http_client import ServiceClientManager
-    from app.plugins import PluginContext, Services
-    from plugins.gateway.remote import RemoteGatewayService
-    from tests.conftest import INTERNAL_SECRET, make_settings
-
-    settings = make_settings(
-        database_url,
-        FAAS_GATEWAY_MODE="remote",
-        FAAS_GATEWAY_URL="http://127.0.0.1:9",
-        FAAS_INTERNAL_SECRET=INTERNAL_SECRET,
-    )
-    clients = ServiceClientManager(settings)
-    try:
-        ctx = PluginContext(
-            settings=settings,
-            db=None,
-            services=Services(),
-            clients=clients,
-            metrics=None,  # type: ignore[arg-type]
-            config=settings.plugin("gateway"),
-        )
-        service = RemoteGatewayService(ctx)
-        assert service.client.options.timeout >= 120 and service.client.options.deadline >= 300
-    finally:
-        await clients.aclose()
+    async with deploy(database_url, mode="remote", plugins=("gateway",)) as d:
+        options = d.state["clients"].get_client("gateway").options
+        assert options.timeout >= 120 and options.deadline >= 300

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from tests.plugins.gateway.conftest import fake_upstream, gateway, tenant_key, write_config
+from tests.conftest import Deployer
+from tests.plugins.gateway.conftest import Served, content, fake_upstream, served_gateway, write_config
 
 
 def _two(tmp_path: Path, a_url: str, b_url: str, **extra: object) -> str:
@@ -32,77 +33,66 @@ def _two(tmp_path: Path, a_url: str, b_url: str, **extra: object) -> str:
     )
 
 
-MSG = [{"role": "user", "content": "hello world again"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello world again"}]
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_falls_back_on_429_and_5xx_then_breaker_opens(database_url: str, tmp_path: Path, status: int) -> None:
+async def test_falls_back_on_429_and_5xx_then_breaker_opens(deploy_app: Deployer, tmp_path: Path, status: int) -> None:
     with fake_upstream("A", fail_status=status) as (a, a_url), fake_upstream("B") as (b, b_url):
         env = {
             "FAAS_GATEWAY_CONFIG": _two(tmp_path, a_url, b_url),
             "FAAS_GATEWAY_BREAKER_FAIL_MAX": "2",
             "FAAS_GATEWAY_BREAKER_RESET_SECONDS": "60",
         }
-        with gateway(database_url, **env) as url:
-            sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant_key(url)["api_key"], max_retries=0)
+        async with served_gateway(deploy_app, **env) as g:
+            sdk = g.sdk
             for _ in range(4):
-                r = sdk.chat.completions.create(model="m", messages=MSG)
-                assert r.choices[0].message.content == "B says: hello world again"
+                r = await sdk.chat.completions.create(model="m", messages=MSG)
+                assert content(r) == "B says: hello world again"
             assert len(b.received) == 4
             # 5xx trips A's breaker after 2 failures, so A is skipped; a 429 never trips it.
             assert len(a.received) == (4 if status == 429 else 2)
-            sdk.close()
 
 
-def test_timeout_falls_back(database_url: str, tmp_path: Path) -> None:
+async def test_timeout_falls_back(deploy_app: Deployer, tmp_path: Path) -> None:
     with fake_upstream("A", delay=2.0) as (a, a_url), fake_upstream("B") as (_, b_url):
-        with gateway(database_url, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url, timeout_seconds=0.3)) as url:
-            sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant_key(url)["api_key"], max_retries=0)
-            r = sdk.chat.completions.create(model="m", messages=MSG)
-            assert r.choices[0].message.content.startswith("B says") and len(a.received) == 1
-            sdk.close()
+        async with served_gateway(
+            deploy_app, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url, timeout_seconds=0.3)
+        ) as g:
+            sdk = g.sdk
+            r = await sdk.chat.completions.create(model="m", messages=MSG)
+            assert content(r).startswith("B says") and len(a.received) == 1
 
 
-def test_client_error_is_not_retried_elsewhere(database_url: str, tmp_path: Path) -> None:
+async def test_client_error_is_not_retried_elsewhere(deploy_app: Deployer, tmp_path: Path) -> None:
     with fake_upstream("A", fail_status=400) as (a, a_url), fake_upstream("B") as (b, b_url):
-        with gateway(database_url, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as url:
-            sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant_key(url)["api_key"], max_retries=0)
+        async with served_gateway(deploy_app, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as g:
+            sdk = g.sdk
             with pytest.raises(openai.BadRequestError) as err:
-                sdk.chat.completions.create(model="m", messages=MSG)
+                await sdk.chat.completions.create(model="m", messages=MSG)
             assert "A failing with 400" in err.value.message
             assert len(a.received) == 1 and b.received == []
-            sdk.close()
 
 
-def test_all_rate_limited_passes_retry_after_on(database_url: str, tmp_path: Path) -> None:
+async def test_all_rate_limited_passes_retry_after_on(deploy_app: Deployer, tmp_path: Path) -> None:
     with (
         fake_upstream("A", fail_status=429, retry_after="7") as (a, a_url),
         fake_upstream("B", fail_status=429, retry_after="9") as (b, b_url),
     ):
-        with gateway(database_url, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as url:
-            key = tenant_key(url)["api_key"]
-            r = httpx.post(
-                f"{url}/v1/chat/completions",
-                json={"model": "m", "messages": MSG},
-                headers={"authorization": f"Bearer {key}"},
-            )
+        async with served_gateway(deploy_app, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as g:
+            r = await g.http.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
             assert r.status_code == 429 and r.headers["retry-after"] == "9"
             assert r.json()["error"]["type"] == "rate_limit_error"
             assert len(a.received) == 1 and len(b.received) == 1
 
 
-def _stream(url: str, key: str) -> tuple[int, list[str]]:
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={"model": "m", "messages": MSG, "stream": True},
-        headers={"authorization": f"Bearer {key}"},
-    ) as r:
-        return r.status_code, [line for line in r.iter_lines() if line.startswith("data:")]
+async def _stream(g: Served) -> tuple[int, list[str]]:
+    async with g.http.stream("POST", "/v1/chat/completions", json={"model": "m", "messages": MSG, "stream": True}) as r:
+        return r.status_code, [line async for line in r.aiter_lines() if line.startswith("data:")]
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_mid_stream_failure_ends_with_error_not_done(database_url: str, tmp_path: Path, provider: str) -> None:
+async def test_mid_stream_failure_ends_with_error_not_done(deploy_app: Deployer, tmp_path: Path, provider: str) -> None:
     with fake_upstream("A", fail_midstream=True) as (_, a_url), fake_upstream("B") as (b, b_url):
         base = f"{a_url}/v1" if provider == "openai" else a_url
         config = write_config(
@@ -116,16 +106,16 @@ def test_mid_stream_failure_ends_with_error_not_done(database_url: str, tmp_path
                 }
             },
         )
-        with gateway(database_url, FAAS_GATEWAY_CONFIG=config) as url:
-            status, events = _stream(url, tenant_key(url)["api_key"])
+        async with served_gateway(deploy_app, FAAS_GATEWAY_CONFIG=config) as g:
+            status, events = await _stream(g)
             assert status == 200
             assert "A" in events[1] and "error" in events[-1] and "[DONE]" not in events[-1]
             assert b.received == []  # nothing retried after the first streamed byte
 
 
-def test_stream_falls_back_before_first_byte(database_url: str, tmp_path: Path) -> None:
+async def test_stream_falls_back_before_first_byte(deploy_app: Deployer, tmp_path: Path) -> None:
     with fake_upstream("A", fail_status=502) as (a, a_url), fake_upstream("B") as (b, b_url):
-        with gateway(database_url, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as url:
-            status, events = _stream(url, tenant_key(url)["api_key"])
+        async with served_gateway(deploy_app, FAAS_GATEWAY_CONFIG=_two(tmp_path, a_url, b_url)) as g:
+            status, events = await _stream(g)
             assert status == 200 and events[-1] == "data: [DONE]" and "B" in "".join(events)
             assert len(a.received) == 1 and len(b.received) == 1

@@ -7,55 +7,40 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import eventually
 
 
-@pytest.fixture
-def remote_plugins() -> tuple[str, ...]:
-    return ("gateway",)
-
-
-@pytest.fixture
-def mode_env() -> dict[str, str]:
-    return {"FAAS_GATEWAY_FLUSH_SECONDS": "0.05"}
-
-
-async def test_chat_stream_embeddings_in_both_modes(mode_api: httpx.AsyncClient, mode: str) -> None:
+async def test_chat_stream_embeddings_in_both_modes(api: httpx.AsyncClient, mode: str) -> None:
     msg = [{"role": "user", "content": "both modes"}]
-    r = await mode_api.post("/v1/chat/completions", json={"model": "mock-1", "messages": msg})
+    r = await api.post("/v1/chat/completions", json={"model": "mock-1", "messages": msg})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "You said: both modes"
-    s = await mode_api.post("/v1/chat/completions", json={"model": "mock-1", "messages": msg, "stream": True})
+    s = await api.post("/v1/chat/completions", json={"model": "mock-1", "messages": msg, "stream": True})
     events = [line[6:] for line in s.text.splitlines() if line.startswith("data: ")]
     assert s.headers["content-type"].startswith("text/event-stream") and events[-1] == "[DONE]"
     text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
     assert text == "You said: both modes"
-    e = await mode_api.post("/v1/embeddings", json={"input": ["alpha", "beta"], "encoding_format": "float"})
+    e = await api.post("/v1/embeddings", json={"input": ["alpha", "beta"], "encoding_format": "float"})
     assert [len(d["embedding"]) for d in e.json()["data"]] == [384, 384]
-    g = await mode_api.post("/api/v1/gateway/generate", json={"prompt": "hi"})
+    g = await api.post("/api/v1/gateway/generate", json={"prompt": "hi"})
     assert g.json()["text"] == "You said: hi"
-    models = (await mode_api.get("/v1/models")).json()
+    models = (await api.get("/v1/models")).json()
     assert {m["id"] for m in models["data"]} == {"mock-1", "all-MiniLM-L6-v2"}
 
     async def four_requests_recorded() -> None:
-        usage = (await mode_api.get("/api/v1/gateway/usage")).json()["data"]
+        usage = (await api.get("/api/v1/gateway/usage")).json()["data"]
         assert sum(row["requests"] for row in usage) == 4
 
     await eventually(four_requests_recorded)  # the ledger is written in batches, off the request path
 
 
-async def test_errors_are_the_same_in_both_modes(mode_api: httpx.AsyncClient) -> None:
-    r = await mode_api.post(
-        "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
-    )
+async def test_errors_are_the_same_in_both_modes(api: httpx.AsyncClient) -> None:
+    r = await api.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404
     body: dict[str, Any] = r.json()
     assert body["error"]["code"] == "model_not_found" and "mock-1" in body["error"]["message"]
     assert body["type"] == "urn:faas:problem:not-found"
-    p = await mode_api.post(
-        "/api/v1/gateway/chat", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
-    )
+    p = await api.post("/api/v1/gateway/chat", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert p.status_code == 404 and "mock-1" in p.json()["detail"]
-    bad = await mode_api.post("/v1/embeddings", json={"input": []})
+    bad = await api.post("/v1/embeddings", json={"input": []})
     assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("input")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import Deployer
 from tests.plugins.gateway.conftest import fake_upstream, write_config
-from tests.plugins.gateway.test_limits import _tenant, replica
+from tests.plugins.gateway.test_limits import _tenant
 
 MSG = [{"role": "user", "content": "hello"}]
 
 
-async def test_provider_credential_errors_and_addresses_stay_server_side(database_url: str, tmp_path: Path) -> None:
+async def test_provider_credential_errors_and_addresses_stay_server_side(deploy_app: Deployer, tmp_path: Path) -> None:
     leak = "Incorrect API key provided: sk-secret-abcd. You can find your API key at https://proxy.internal"
     with fake_upstream("oa", fail_status=401, fail_message=leak) as (oa, url):
         config = write_config(
@@ -27,7 +28,7 @@ async def test_provider_credential_errors_and_addresses_stay_server_side(databas
                 },
             },
         )
-        async with replica(database_url, FAAS_GATEWAY_CONFIG=config) as app:
+        async with deploy_app(env={"FAAS_GATEWAY_CONFIG": config}) as app:
             _, c = await _tenant(app)
             for path, body in (
                 ("/v1/chat/completions", {"model": "refused", "messages": MSG}),

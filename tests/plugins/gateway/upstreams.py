@@ -28,6 +28,8 @@ class FakeUpstream:
     retry_after: str | None = None
     fail_midstream: bool = False
     delay: float = 0.0
+    list_delay: float = 0.0  # seconds before a model listing answers
+    listings: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -137,6 +139,9 @@ class FakeUpstream:
 
     async def list_models(self, request: Request) -> Response:
         self.headers.append(dict(request.headers))
+        self.listings += 1
+        if self.list_delay:
+            await asyncio.sleep(self.list_delay)
         return JSONResponse(
             {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.name} for m in self.models]}
         )

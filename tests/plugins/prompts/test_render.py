@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from plugins.prompts.schemas import RenderIn
+
 URL = "/api/v1/prompts"
 
 
@@ -62,6 +64,20 @@ async def test_render_by_version_and_not_both_selectors(api: httpx.AsyncClient) 
     assert (await render(api, version=1, variables={"x": 1})).json()["text"] == "one 1"
     assert (await render(api, version=3, variables={"x": 1})).status_code == 404
     assert (await render(api, version=1, label="latest", variables={"x": 1})).status_code == 422
+    # The rule is in the document too, so a client generated from it cannot send both.
+    schema = RenderIn.model_json_schema()
+    assert schema["not"]["required"] == ["label", "version"]
+
+
+async def test_a_version_of_the_wrong_shape_for_the_prompt_is_a_conflict(api: httpx.AsyncClient) -> None:
+    await make(api, "one {{x}}")
+    r = await api.post(f"{URL}/p/versions", json={"template": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 409 and "text prompt" in r.json()["detail"], r.text
+    chat = await api.post(URL, json={"name": "c", "type": "chat", "template": [{"role": "user", "content": "x"}]})
+    assert chat.status_code == 201
+    r = await api.post(f"{URL}/c/versions", json={"template": ""})
+    assert r.status_code == 409 and "list of messages" in r.json()["detail"], r.text
+    assert (await api.get(f"{URL}/c")).json()["latest_version"] == 1
 
 
 async def test_chat_prompt_renders_each_message(api: httpx.AsyncClient) -> None:
