@@ -27,7 +27,9 @@ def _json_integer(value: Any) -> Any:
 # Constraints go before it (`Annotated[int, Field(ge=1), json_integer]`): after it, pydantic writes them into the
 # JSON Schema as raw `ge`/`le` instead of `minimum`/`maximum`.
 json_integer = BeforeValidator(_json_integer)
-PositiveInt = Annotated[int, Field(ge=1), json_integer]
+# Up to PostgreSQL's int4, the type of every counter and version column: a larger number is a 422 the document
+# states, not a value the database refuses.
+PositiveInt = Annotated[int, Field(ge=1, le=2**31 - 1), json_integer]
 
 
 # An identifier this API issued (`ten_…`, `key_…`, `job_…`) as a path parameter: a safe alphabet, so that a path

@@ -116,13 +116,53 @@ async def list_models(request: Request) -> Response:
     return Response(models.model_dump_json(), media_type="application/json")
 
 
+_CHUNK = {
+    "type": "object",
+    "description": "An OpenAI chat.completion.chunk",
+    "required": ["id", "object", "created", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "chat.completion.chunk"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": ["object", "null"]},
+    },
+}
+_STREAM_ERROR = {
+    "type": "object",
+    "description": "A failure after the first chunk: the stream ends with it, without [DONE]",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "code"]}},
+}
+# One server-sent event (Open API 3.1 documents each event of a stream): its `data` is a chunk as JSON, an error,
+# or the final `[DONE]`.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [_CHUNK, _STREAM_ERROR]},
+                },
+            ]
+        },
+    },
+}
+
+
 def _route(method: str, path: str, endpoint: Endpoint, summary: str, **kw: Any) -> BaseRoute:
     op = Operation(summary=summary, tags=("openai",), errors=(404, 429, 502, 503, 504), **kw)
     return OpenAIRoute(path, endpoint, method=method, operation=op)
 
 
 def root_routes() -> list[BaseRoute]:
-    sse = {"text/event-stream": {"type": "string", "description": "OpenAI chat.completion.chunk events"}}
+    sse = {"text/event-stream": SSE_EVENT}
     return [
         _route(
             "POST",

@@ -133,7 +133,7 @@ def routes() -> list[BaseRoute]:
             body=VersionCreate,
             response=VersionPublic,
             status=201,
-            errors=(404, 422),
+            errors=(404, 409, 422),
             **tags,
         ),
         api_route(

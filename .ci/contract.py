@@ -1,0 +1,124 @@
+"""The OpenAPI contract as a user runs it: `schemathesis run <server>/openapi.json -H "Authorization: Bearer <key>"
+--checks all` against real `faas serve` processes on 127.0.0.1, with a tenant key and with the admin key, against a
+deployment with every plugin direct and against a front with every plugin remote. Exits non-zero when any run
+reports a failure.
+
+    .venv/bin/python .ci/contract.py [--max-examples N]
+
+schemathesis reads schemathesis.toml from the working directory (the repository root): it names the few operations
+whose validity depends on stored state the document cannot express, and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ADMIN_KEY = "contract-admin-key-0123456789"
+SECRET = "contract-internal-secret-0123456789"
+PLUGINS = ("gateway", "agents", "rag", "cache", "ml", "prompts", "ingestion")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(data_dir: Path, log: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    environ = {
+        **os.environ,
+        "FAAS_DATA_DIR": str(data_dir),
+        "FAAS_ADMIN_KEY": ADMIN_KEY,
+        "FAAS_INTERNAL_SECRET": SECRET,
+        "FAAS_ACCESS_LOG": "off",
+        **env,
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "faas"), "serve", "--port", str(port)], env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"faas serve exited early:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"faas serve did not become ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, help="passed to schemathesis (its default when absent)")
+    args = parser.parse_args()
+    extra = ["--max-examples", str(args.max_examples)] if args.max_examples else []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="faas-contract-") as tmp, ExitStack() as stack:
+        data = Path(tmp) / "data"
+        direct = stack.enter_context(serve(data, Path(tmp) / "direct.log"))
+        remote_env = {}
+        for name in PLUGINS:
+            remote_env[f"FAAS_{name.upper()}_MODE"] = "remote"
+            remote_env[f"FAAS_{name.upper()}_URL"] = direct
+        front = stack.enter_context(serve(data, Path(tmp) / "front.log", **remote_env))
+        created = httpx.post(
+            f"{direct}/api/v1/admin/tenants",
+            json={"name": "contract"},
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        created.raise_for_status()
+        tenant_key = created.json()["api_key"]
+        for where, base in (("every plugin direct", direct), ("every plugin remote", front)):
+            for who, key in (("tenant key", tenant_key), ("admin key", ADMIN_KEY)):
+                label = f"{where}, {who}"
+                print(f"== schemathesis: {label} ==", flush=True)
+                command = [
+                    str(BIN / "schemathesis"),
+                    "run",
+                    f"{base}/openapi.json",
+                    "-H",
+                    f"Authorization: Bearer {key}",
+                    "--checks",
+                    "all",
+                    *extra,
+                ]
+                if subprocess.run(command, cwd=ROOT).returncode != 0:
+                    failed.append(label)
+    if failed:
+        print(f"contract failures: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    print("contract: 0 failures in 4 runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
