@@ -1,7 +1,8 @@
 """The application factory: `create_app()` builds the Starlette app and its one root lifespan.
 
-The lifespan opens everything on one AsyncExitStack, in dependency order (database, HTTP clients, then each
-plugin's service), and closes it in reverse. Routes are composed once, here, from the mounted plugins.
+The lifespan opens everything on one AsyncExitStack, in dependency order (database, HTTP clients, the job queue,
+each plugin's service, then the job worker), and closes it in reverse. Routes are composed once, here, from the
+mounted plugins.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from app import db as db_errors
 from app.db import Database
 from app.errors import EXCEPTION_HANDLERS
 from app.http_client import ServiceClientManager
+from app.jobs import api as jobs_api
+from app.jobs.config import JobsConfig
+from app.jobs.queue import JobQueue
+from app.jobs.registry import job_kinds
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
@@ -32,7 +37,7 @@ log = logging.getLogger("faas.app")
 
 
 def build_routes(layout: Layout) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*health.routes(), *admin.routes()]
+    routes: list[BaseRoute] = [*health.routes(), *admin.routes(), *jobs_api.routes()]
     for plugin in layout.mounted:
         routes += prefixed(f"/api/v1/{plugin.name}", plugin.routes())
         routes += list(plugin.root_routes())
@@ -52,6 +57,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
     layout = resolve(settings, discover() if plugins is None else plugins)
     routes = build_routes(layout)
     document = openapi.build(routes)
+    jobs_config = JobsConfig.from_settings(settings)
+    kinds = job_kinds(layout)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
             clients = ServiceClientManager(settings, registry=metrics.registry)
             stack.push_async_callback(clients.aclose)
             services = Services()
+            jobs = JobQueue(db, kinds=kinds.known)
             for plugin in layout.open_order:
                 mode = layout.modes[plugin.name]
                 factory = plugin.direct if mode == "direct" else plugin.remote
@@ -84,9 +92,24 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                     clients=clients,
                     metrics=metrics,
                     config=settings.plugin(plugin.name),
+                    jobs=jobs,
                 )
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)
+            if jobs_config.worker and kinds.handlers:
+                # Entered last, so it stops first: running jobs finish (or go back to the queue) while the
+                # services and the database they use are still open.
+                from app.jobs.worker import running_worker  # imports procrastinate: only when a worker runs
+
+                await stack.enter_async_context(
+                    running_worker(
+                        database_url=settings.database_url,
+                        db=db,
+                        services=services,
+                        handlers=kinds.handlers,
+                        config=jobs_config,
+                    )
+                )
             log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
             verifier = (
                 {"internal_verifier": InternalVerifier(settings.internal_secret.get())}
@@ -99,6 +122,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 "db": db,
                 "tenants": TenantStore(db, key_cache_seconds=settings.auth_cache_seconds),
                 "services": services,
+                "jobs": jobs,
                 "clients": clients,
                 "metrics": metrics,
                 "openapi": document,

@@ -8,7 +8,7 @@ a duplicate name, an unknown plugin, a missing dependency or a remote plugin wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -21,6 +21,7 @@ from app.settings import ConfigError, PluginSettings, Settings
 if TYPE_CHECKING:
     from app.db import Database
     from app.http_client import ServiceClientManager
+    from app.jobs import JobHandler, JobQueue
     from app.metrics import Metrics
 
 ENTRY_POINT_GROUP = "faas.plugins"
@@ -74,6 +75,9 @@ class PluginContext:
     clients: ServiceClientManager
     metrics: Metrics
     config: PluginSettings
+    # The job queue (enqueue, read, cancel). The lifespan and `faas worker` always set it; None only in a context
+    # built by hand.
+    jobs: JobQueue | None = None
 
 
 ServiceFactory = Callable[[PluginContext], AbstractAsyncContextManager[Any]]
@@ -90,6 +94,8 @@ class Plugin:
     routes: Callable[[], Sequence[BaseRoute]] = lambda: ()
     root_routes: Callable[[], Sequence[BaseRoute]] = lambda: ()
     description: str = ""
+    # Job kinds (`<plugin>.<name>`) -> handler; a worker runs them where the plugin runs direct (see app.jobs).
+    jobs: Mapping[str, JobHandler] = field(default_factory=dict, hash=False)
 
 
 def discover() -> list[Plugin]:

@@ -1,0 +1,94 @@
+"""Fixtures for the job-queue tests: the app with the `jobtest` plugin (its worker on, with short timings), a second
+app on the same database with no worker, and helpers that drive jobs through the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.db import plain_url
+from app.main import create_app
+from tests.app.jobs.jobtest_plugin import plugin
+from tests.conftest import ADMIN_KEY, asgi_client, eventually, make_settings, new_tenant
+
+FAST = {"FAAS_PLUGINS": "jobtest", "FAAS_JOBS_STALLED_SECONDS": "2", "FAAS_JOBS_SHUTDOWN_SECONDS": "1"}
+
+
+@asynccontextmanager
+async def jobs_app(database_url: str, **env: str) -> AsyncIterator[Any]:
+    application = create_app(make_settings(database_url, **{**FAST, **env}), plugins=[plugin])
+    async with LifespanManager(application, startup_timeout=15, shutdown_timeout=15) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def app(database_url: str) -> AsyncIterator[Any]:
+    """The app with the jobtest plugin and a worker (overrides the suite's `app`, so `api` and `admin` use it)."""
+    async with jobs_app(database_url) as application:
+        yield application
+
+
+@pytest.fixture
+async def idle_app(database_url: str) -> AsyncIterator[Any]:
+    """The same deployment without a worker: its jobs stay queued."""
+    async with jobs_app(database_url, FAAS_JOBS_WORKER="off") as application:
+        yield application
+
+
+@pytest.fixture
+async def idle_api(idle_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A fresh tenant's client of `idle_app` (no worker anywhere)."""
+    async with asgi_client(idle_app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+        tenant = await new_tenant(admin)
+    async with asgi_client(idle_app, authorization=f"Bearer {tenant['api_key']}") as c:
+        yield c
+
+
+async def start(api: httpx.AsyncClient, kind: str, **payload: Any) -> dict[str, Any]:
+    r = await api.post("/api/v1/jobtest/jobs", json={"kind": kind, "payload": payload})
+    assert r.status_code == 202, r.text
+    job: dict[str, Any] = r.json()
+    return job
+
+
+async def reaches(api: httpx.AsyncClient, job_id: str, status: str, *, within: float = 15.0, **fields: Any) -> Any:
+    """Poll the job until it has `status` (and `fields`); return it."""
+
+    async def check() -> Any:
+        r = await api.get(f"/api/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert job["status"] == status, job
+        for key, value in fields.items():
+            assert job[key] == value, job
+        return job
+
+    return await eventually(check, within=within)
+
+
+async def sql(database_url: str, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(plain_url(database_url))
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def open_gate(database_url: str, name: str) -> None:
+    await sql(database_url, "INSERT INTO jobtest_gates (name) VALUES ($1)", name)
+
+
+async def queue_status(database_url: str, job_id: str) -> str:
+    rows = await sql(
+        database_url,
+        "SELECT p.status::text AS status FROM jobs j JOIN procrastinate_jobs p ON p.id = j.procrastinate_id "
+        "WHERE j.id = $1",
+        job_id,
+    )
+    return str(rows[0]["status"])

@@ -1,0 +1,109 @@
+"""A plugin for the job-queue tests only, written exactly as a built-in would declare and start its jobs.
+
+Its route `POST /api/v1/jobtest/jobs` enqueues through `PluginContext.jobs`. Its kinds: `jobtest.add` (a step and
+progress, then a result), `jobtest.fail` (raises), and `jobtest.wait` (optionally records a side effect in a
+transactional step, reports progress, then waits until the test opens a gate: a row in `jobtest_gates`). Gates and
+side effects live in the database, so a test can drive workers in other processes. `tests.app.jobs.test_worker`
+publishes this module under the `faas.plugins` entry-point group for the `faas worker` processes it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from app.auth import tenant_id
+from app.errors import Unavailable
+from app.jobs import JobContext, JobPublic, JobQueue
+from app.plugins import Plugin, PluginContext
+from app.routing import Schema, api_route, json_response, read_body
+
+
+class StartIn(Schema):
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobtestService:
+    def __init__(self, jobs: JobQueue) -> None:
+        self.jobs = jobs
+
+    async def start(self, *, tenant_id: str, kind: str, payload: dict[str, Any]) -> JobPublic:
+        return await self.jobs.enqueue(tenant_id=tenant_id, kind=kind, payload=payload)
+
+
+async def start_job(request: Request) -> Response:
+    body = await read_body(request, StartIn)
+    service: JobtestService = request.state.services.jobtest
+    return json_response(await service.start(tenant_id=tenant_id(request), kind=body.kind, payload=body.payload), 202)
+
+
+def routes() -> list[BaseRoute]:
+    return [api_route("POST", "/jobs", start_job, "Start a test job", body=StartIn, response=JobPublic, status=202)]
+
+
+@asynccontextmanager
+async def direct(ctx: PluginContext) -> AsyncIterator[JobtestService]:
+    assert ctx.jobs is not None
+    async with ctx.db.transaction():
+        await ctx.db.execute("SELECT pg_advisory_xact_lock(4242)")  # processes starting together create them once
+        await ctx.db.execute("CREATE TABLE IF NOT EXISTS jobtest_gates (name text PRIMARY KEY)")
+        await ctx.db.execute(
+            "CREATE TABLE IF NOT EXISTS jobtest_effects (job_id text NOT NULL, attempt integer NOT NULL, "
+            "at timestamptz NOT NULL DEFAULT now())"
+        )
+    yield JobtestService(ctx.jobs)
+
+
+async def add(ctx: JobContext) -> dict[str, Any]:
+    a, b = ctx.job.payload["a"], ctx.job.payload["b"]
+
+    async def compute() -> int:
+        return int(a + b)
+
+    await ctx.progress("adding", 40)
+    total = await ctx.step("sum", compute)
+    await ctx.progress("checked", 80)
+    return {"sum": total, "attempt": ctx.job.attempt}
+
+
+async def fail(ctx: JobContext) -> None:
+    await ctx.progress("about to fail", 30)
+    if ctx.job.payload.get("service_error"):
+        raise Unavailable(ctx.job.payload["message"])
+    raise ValueError(ctx.job.payload["message"] + "\nsecond line, for the log only")
+
+
+async def wait(ctx: JobContext) -> dict[str, Any]:
+    if ctx.job.payload.get("effect"):
+
+        async def effect() -> str:
+            await ctx.db.execute(
+                "INSERT INTO jobtest_effects (job_id, attempt) VALUES (:j, :a)",
+                {"j": ctx.job.id, "a": ctx.job.attempt},
+            )
+            return "written"
+
+        await ctx.step("effect", effect, transactional=True)
+    await ctx.progress("waiting", 10)
+    gate = ctx.job.payload["gate"]
+    # The gate is a row another process may write: poll it.
+    while not await ctx.db.fetch_val("SELECT count(*) FROM jobtest_gates WHERE name = :g", {"g": gate}):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return {"gate": gate, "attempt": ctx.job.attempt}
+
+
+plugin = Plugin(
+    name="jobtest",
+    direct=direct,
+    routes=routes,
+    jobs={"jobtest.add": add, "jobtest.fail": fail, "jobtest.wait": wait},
+    description="Job kinds for the job-queue tests",
+)
