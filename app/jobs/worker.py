@@ -241,3 +241,4 @@ async def running_worker(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        log.info("job worker stopped", extra={"queues": worker.queues})
