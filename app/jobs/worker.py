@@ -38,7 +38,7 @@ from app.errors import ServiceError
 from app.http_client import without_credentials
 from app.jobs.config import JobsConfig
 from app.jobs.handler import Job, JobContext, JobHandler, JobLost
-from app.jobs.store import JobStore, dumps
+from app.jobs.store import JobRow, JobStore, dumps
 from app.plugins import Services
 
 log = logging.getLogger("faas.jobs")
@@ -81,10 +81,40 @@ class JobRunner:
 
     async def run(self, pctx: job_context.JobContext, job_id: str) -> None:
         lease = secrets.token_hex(8)
-        row = await self.store.claim_job(job_id=job_id, lease=lease)
+        # The claim completes even if the job is cancelled meanwhile, so that a claimed job is always settled.
+        claim = asyncio.ensure_future(self.store.claim_job(job_id=job_id, lease=lease))
+        try:
+            row = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            row = await claim
+            if row is not None and not await self._interrupted(pctx, row, lease):
+                raise _Released(job_id) from None
+            raise
         if row is None:  # finished, cancelled or deleted meanwhile
             return
         context.bind(request_id=row.id, tenant_id=row.tenant_id, traceparent=context.new_trace().header)
+        try:
+            await self._run(pctx, row, lease)
+        except asyncio.CancelledError:
+            if not await self._interrupted(pctx, row, lease):
+                raise _Released(job_id) from None
+            raise
+
+    async def _interrupted(self, pctx: job_context.JobContext, row: JobRow, lease: str) -> bool:
+        """Settle a run cancelled by asyncio: True when the tenant cancelled it, False when it was handed back
+        (the worker is stopping, or its loop closing), for another worker to run."""
+        extra = {"job_id": row.id, "kind": row.kind, "attempt": row.attempts}
+        if pctx.abort_reason() == job_context.AbortReason.USER_REQUEST:
+            await asyncio.shield(
+                self.store.finish_job(job_id=row.id, lease=lease, status="cancelled", error="cancelled on request")
+            )
+            log.info("job cancelled", extra=extra)
+            return True
+        await asyncio.shield(self.store.release_job(job_id=row.id, lease=lease))
+        log.info("job handed back to the queue", extra=extra)
+        return False
+
+    async def _run(self, pctx: job_context.JobContext, row: JobRow, lease: str) -> None:
         extra = {"job_id": row.id, "kind": row.kind, "attempt": row.attempts}
         if row.cancel_requested:
             await self.store.finish_job(job_id=row.id, lease=lease, status="cancelled", error="cancelled on request")
@@ -96,9 +126,8 @@ class JobRunner:
             return
         handler = self.handlers.get(row.kind)
         if handler is None:  # queues are named after kinds, so a worker only fetches kinds it has
-            await self.store.finish_job(
-                job_id=row.id, lease=lease, status="failed", error=f"no worker handles job kind {row.kind!r}"
-            )
+            reason = f"no worker handles job kind {row.kind!r}"
+            await self.store.finish_job(job_id=row.id, lease=lease, status="failed", error=reason)
             return
         ctx = JobContext(
             job=Job(id=row.id, tenant_id=row.tenant_id, kind=row.kind, payload=row.payload, attempt=row.attempts),
@@ -113,26 +142,16 @@ class JobRunner:
         try:
             value = await handler(ctx)
             encoded = dumps(value)
-        except asyncio.CancelledError:
-            if pctx.abort_reason() == job_context.AbortReason.USER_REQUEST:
-                await asyncio.shield(
-                    self.store.finish_job(job_id=row.id, lease=lease, status="cancelled", error="cancelled on request")
-                )
-                log.info("job cancelled", extra=extra)
-                raise
-            # The worker is stopping (or its loop is closing): hand the job back for another worker.
-            await asyncio.shield(self.store.release_job(job_id=row.id, lease=lease))
-            log.info("job handed back to the queue", extra=extra)
-            raise _Released(job_id) from None
+            finished = await self.store.finish_job(job_id=row.id, lease=lease, status="succeeded", result=encoded)
         except JobLost:
             log.warning("job taken over by another worker; this run stops", extra=extra)
             return
-        except Exception as exc:
+        except Exception as exc:  # the handler's, or a result PostgreSQL refuses to store
             reason = failure_reason(exc)
             await self.store.finish_job(job_id=row.id, lease=lease, status="failed", error=reason)
             log.info("job failed", extra={**extra, "reason": reason})
             raise
-        if await self.store.finish_job(job_id=row.id, lease=lease, status="succeeded", result=encoded):
+        if finished:
             log.info("job succeeded", extra={**extra, "seconds": round(time.monotonic() - started, 3)})
         else:
             log.warning("job finished after another worker took it over; result dropped", extra=extra)

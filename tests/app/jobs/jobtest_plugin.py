@@ -1,10 +1,11 @@
 """A plugin for the job-queue tests only, written exactly as a built-in would declare and start its jobs.
 
 Its route `POST /api/v1/jobtest/jobs` enqueues through `PluginContext.jobs`. Its kinds: `jobtest.add` (a step and
-progress, then a result), `jobtest.fail` (raises), and `jobtest.wait` (optionally records a side effect in a
-transactional step, reports progress, then waits until the test opens a gate: a row in `jobtest_gates`). Gates and
-side effects live in the database, so a test can drive workers in other processes. `tests.app.jobs.test_worker`
-publishes this module under the `faas.plugins` entry-point group for the `faas worker` processes it starts.
+progress, then a result), `jobtest.fail` (raises), `jobtest.bad_result` (returns what cannot be stored), and
+`jobtest.wait` (optionally records a side effect in a transactional step, reports progress, then waits until the test
+opens a gate: a row in `jobtest_gates`). Gates and side effects live in the database, so a test can drive workers in
+other processes. `tests.app.jobs.test_worker` publishes this module under the `faas.plugins` entry-point group for
+the `faas worker` processes it starts.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ async def fail(ctx: JobContext) -> None:
     raise ValueError(ctx.job.payload["message"] + "\nsecond line, for the log only")
 
 
+async def bad_result(ctx: JobContext) -> Any:
+    """A result that is not JSON (a set), or that PostgreSQL's jsonb refuses (a NUL character)."""
+    return {1, 2} if ctx.job.payload["bad"] == "set" else {"text": "a\x00b"}
+
+
 async def wait(ctx: JobContext) -> dict[str, Any]:
     if ctx.job.payload.get("effect"):
 
@@ -104,6 +110,6 @@ plugin = Plugin(
     name="jobtest",
     direct=direct,
     routes=routes,
-    jobs={"jobtest.add": add, "jobtest.fail": fail, "jobtest.wait": wait},
+    jobs={"jobtest.add": add, "jobtest.fail": fail, "jobtest.wait": wait, "jobtest.bad_result": bad_result},
     description="Job kinds for the job-queue tests",
 )

@@ -49,6 +49,16 @@ async def test_a_failing_job_says_why_without_a_trace(
     assert failed["result"] is None and failed["stage"] == "about to fail" and failed["progress"] == 30
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [("set", "TypeError: Type is not JSON serializable: set"), ("nul", "UntranslatableCharacterError: ")],
+)
+async def test_a_result_that_cannot_be_stored_fails_the_job(api: httpx.AsyncClient, bad: str, reason: str) -> None:
+    job = await start(api, "jobtest.bad_result", bad=bad)
+    failed = await reaches(api, job["id"], "failed")
+    assert failed["error"].startswith(reason) and failed["result"] is None
+
+
 async def test_cancel_a_queued_job(idle_api: httpx.AsyncClient, database_url: str) -> None:
     job = await start(idle_api, "jobtest.add", a=1, b=1)
     r = await idle_api.post(f"/api/v1/jobs/{job['id']}/cancel")
