@@ -92,6 +92,17 @@ class JobStore:
         async with self.db.connection() as conn:
             return await conn.raw_connection.fetchrow(sql, *args)
 
+    async def _fetchrow_lazy(self, sql: str, *args: Any) -> Any:
+        """One row, committed without waiting for the WAL flush (~0.1 ms instead of ~1.2 ms here): for writes a
+        database crash may undo harmlessly (a claim undone makes the job run again; progress is advisory)."""
+        async with self.db.connection() as conn:
+            raw = conn.raw_connection
+            if raw.is_in_transaction():  # the caller's transaction commits it, as the caller chose
+                return await raw.fetchrow(sql, *args)
+            async with raw.transaction():
+                await raw.execute("SET LOCAL synchronous_commit = off")
+                return await raw.fetchrow(sql, *args)
+
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self.db.connection() as conn:
             rows: list[Any] = await conn.raw_connection.fetch(sql, *args)
@@ -190,7 +201,7 @@ class JobStore:
     async def claim_job(self, *, job_id: str, lease: str) -> JobRow | None:
         """Mark the job running under a new lease (a job left running by a dead worker is taken over).
         None when it is finished, cancelled or gone."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_lazy(
             f"""
             UPDATE jobs SET status = 'running', lease = $2, attempts = attempts + 1,
                             started_at = coalesce(started_at, now()), updated_at = now()
@@ -203,7 +214,7 @@ class JobStore:
         return None if row is None else _row(row)
 
     async def update_progress(self, *, job_id: str, lease: str, stage: str | None, progress: int) -> bool:
-        row = await self._fetchrow(
+        row = await self._fetchrow_lazy(
             "UPDATE jobs SET stage = $3, progress = $4, updated_at = now() "
             "WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING 1",
             job_id,
