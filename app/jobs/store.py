@@ -8,6 +8,14 @@ Invariants:
 - Transactions that lock both a `procrastinate_jobs` row and a `jobs` row lock them in that order (cancel, and the
   requeue of stalled jobs), so the two can never deadlock each other.
 
+Durability: what must survive a database crash commits synchronously: a job once enqueued, a cancellation asked
+for, a finished step (its effects happened) and what a transactional step wrote. The status writes of a run (claim,
+progress, outcome) commit without waiting for the WAL flush: a sync commit costs ~1.2 ms of fdatasync on an idle
+machine and several on a busy one, against ~0.1 ms. A crash may undo the last fraction of a second of them, which
+the design absorbs: the job is found running (or queued) again, runs again, and its recorded steps are not repeated.
+WAL order also means a later commit never survives an earlier one: procrastinate's finish (after ours) never
+outlives our outcome.
+
 Queries go straight to asyncpg with positional parameters (`$1`): they are on every job's path, and asyncpg caches
 their prepared statements per connection. jsonb travels as text, encoded and decoded here with orjson.
 """
@@ -93,8 +101,7 @@ class JobStore:
             return await conn.raw_connection.fetchrow(sql, *args)
 
     async def _fetchrow_lazy(self, sql: str, *args: Any) -> Any:
-        """One row, committed without waiting for the WAL flush (~0.1 ms instead of ~1.2 ms here): for writes a
-        database crash may undo harmlessly (a claim undone makes the job run again; progress is advisory)."""
+        """One row, committed without waiting for the WAL flush (see "Durability" above)."""
         async with self.db.connection() as conn:
             raw = conn.raw_connection
             if raw.is_in_transaction():  # the caller's transaction commits it, as the caller chose
@@ -233,7 +240,7 @@ class JobStore:
         result: str | None = None,
         error: str | None = None,
     ) -> bool:
-        row = await self._fetchrow(
+        row = await self._fetchrow_lazy(
             """
             UPDATE jobs SET status = $3, result = $4::jsonb, error = $5, lease = NULL,
                             progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END,
