@@ -35,7 +35,8 @@ def worker_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     (dist / "entry_points.txt").write_text("[faas.plugins]\njobtest = tests.app.jobs.jobtest_plugin:plugin\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAAS_") and k != "DATABASE_URL"}
     env.update(FAST)
-    env.update(DATABASE_URL=database_url, PYTHONPATH=os.pathsep.join([str(dist.parent), str(ROOT)]))
+    path = os.pathsep.join([str(dist.parent), str(ROOT)])
+    env.update(FAAS_JOBS_STALLED_SECONDS="2", DATABASE_URL=database_url, PYTHONPATH=path)
     return env
 
 
