@@ -11,8 +11,8 @@ contract), `registry` (kinds from plugins), `worker` (procrastinate: the only mo
 
 from __future__ import annotations
 
-from app.jobs.handler import Job, JobContext, JobHandler, JobHandlers, JobLost
+from app.jobs.handler import Job, JobContext, JobHandler, JobLost
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobPublic, JobStatus
 
-__all__ = ["Job", "JobContext", "JobHandler", "JobHandlers", "JobLost", "JobPublic", "JobQueue", "JobStatus"]
+__all__ = ["Job", "JobContext", "JobHandler", "JobLost", "JobPublic", "JobQueue", "JobStatus"]

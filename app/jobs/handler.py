@@ -18,8 +18,7 @@ A plugin maps each of its job kinds (`<plugin>.<name>`) to a handler, `async def
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -29,10 +28,7 @@ from app.db import Database
 from app.jobs.store import JobStore, dumps
 from app.plugins import Services
 
-log = logging.getLogger("faas.jobs")
-
 JobHandler: TypeAlias = Callable[["JobContext"], Awaitable[Any]]
-JobHandlers: TypeAlias = Mapping[str, JobHandler]
 
 
 class JobLost(Exception):

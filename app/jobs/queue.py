@@ -15,7 +15,7 @@ from typing import Any
 
 from app.db import Database
 from app.errors import Conflict, NotFound
-from app.jobs.schemas import KIND_PATTERN, JobPublic, JobStatus
+from app.jobs.schemas import KIND_MAX, KIND_PATTERN, JobPublic, JobStatus
 from app.jobs.store import JobRow, JobStore, dumps
 from app.pagination import Page, decode_cursor, encode_cursor
 
@@ -28,7 +28,7 @@ def new_job_id() -> str:
 
 
 def valid_kind(kind: str) -> bool:
-    return bool(_KIND.match(kind))
+    return len(kind) <= KIND_MAX and bool(_KIND.match(kind))
 
 
 def public(row: JobRow) -> JobPublic:

@@ -11,7 +11,6 @@ from app.pagination import PageQuery
 from app.routing import Schema
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 JOB_ID_PATTERN = r"^job_[0-9a-f]{20}$"
 # `<plugin>.<name>`. The kind is also the queue's name, and procrastinate's notification channel for a queue is
@@ -28,7 +27,10 @@ class JobPublic(Schema):
     progress: int = Field(ge=0, le=100, description="Percent done, as last reported (100 once succeeded)")
     result: Any = Field(default=None, description="The handler's JSON result, once succeeded")
     error: str | None = Field(default=None, description="Why the job failed or was cancelled")
-    attempts: int = Field(description="How many times a worker started it (more than 1 after a worker died)")
+    attempts: int = Field(
+        description="How many times a worker started it, not counting clean hand-backs at a worker's shutdown "
+        "(more than 1 after a worker died)"
+    )
     cancel_requested: bool = Field(description="Cancellation was asked for; a running job stops at its next await")
     created_at: datetime
     started_at: datetime | None

@@ -28,7 +28,7 @@ def fake(name: str, *kinds: str) -> Plugin:
     return Plugin(name=name, direct=_service, remote=_service, jobs=dict.fromkeys(kinds, _handler))
 
 
-@pytest.mark.parametrize("kind", ["other.parse", "docs", "docs.", "docs.Parse", "docs." + "x" * 40])
+@pytest.mark.parametrize("kind", ["other.parse", "docs", "docs.", "docs.Parse", "docs." + "x" * 36])
 def test_a_misnamed_kind_stops_start_up(kind: str) -> None:
     settings = Settings.from_env({"FAAS_PLUGINS": "docs"})
     with pytest.raises(StartupError, match=r"name it docs\.<name>"):
