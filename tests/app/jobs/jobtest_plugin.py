@@ -1,16 +1,18 @@
 """A plugin for the job-queue tests only, written exactly as a built-in would declare and start its jobs.
 
 Its route `POST /api/v1/jobtest/jobs` enqueues through `PluginContext.jobs`. Its kinds: `jobtest.add` (a step and
-progress, then a result), `jobtest.fail` (raises), `jobtest.bad_result` (returns what cannot be stored), and
-`jobtest.wait` (optionally records a side effect in a transactional step, reports progress, then waits until the test
-opens a gate: a row in `jobtest_gates`). Gates and side effects live in the database, so a test can drive workers in
-other processes. `tests.app.jobs.test_worker` publishes this module under the `faas.plugins` entry-point group for
-the `faas worker` processes it starts.
+progress, then a result), `jobtest.fail` (raises), `jobtest.bad_result` (returns what cannot be stored),
+`jobtest.spin` (blocking work in a thread that polls `ctx.cancelled`), and `jobtest.wait` (optionally records a side
+effect in a transactional step, reports progress, then waits until the test opens a gate: a row in `jobtest_gates`).
+Gates and side effects live in the database, so a test can drive workers in other processes.
+`tests.app.jobs.test_worker` publishes this module under the `faas.plugins` entry-point group for the `faas worker`
+processes it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,6 +89,22 @@ async def bad_result(ctx: JobContext) -> Any:
     return {1, 2} if ctx.job.payload["bad"] == "set" else {"text": "a\x00b"}
 
 
+# job id -> its blocking loop saw `ctx.cancelled` and stopped (read by in-process tests only).
+SPINS_STOPPED: dict[str, bool] = {}
+
+
+async def spin(ctx: JobContext) -> None:
+    """Blocking work in a thread, which asyncio cannot interrupt: it polls `ctx.cancelled`."""
+
+    def blocking() -> None:
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        SPINS_STOPPED[ctx.job.id] = True
+
+    await ctx.progress("spinning", 5)
+    await asyncio.to_thread(blocking)
+
+
 async def wait(ctx: JobContext) -> dict[str, Any]:
     if ctx.job.payload.get("effect"):
 
@@ -110,6 +128,12 @@ plugin = Plugin(
     name="jobtest",
     direct=direct,
     routes=routes,
-    jobs={"jobtest.add": add, "jobtest.fail": fail, "jobtest.wait": wait, "jobtest.bad_result": bad_result},
+    jobs={
+        "jobtest.add": add,
+        "jobtest.fail": fail,
+        "jobtest.wait": wait,
+        "jobtest.bad_result": bad_result,
+        "jobtest.spin": spin,
+    },
     description="Job kinds for the job-queue tests",
 )

@@ -11,8 +11,8 @@ from app.db import Database
 from app.errors import NotFound
 from app.jobs import JobQueue
 from tests.app.jobs.conftest import open_gate, queue_status, reaches, start
-from tests.app.jobs.jobtest_plugin import plugin
-from tests.conftest import asgi_client, new_tenant
+from tests.app.jobs.jobtest_plugin import SPINS_STOPPED, plugin
+from tests.conftest import asgi_client, eventually, new_tenant
 
 
 async def test_a_job_runs_to_its_result(api: httpx.AsyncClient) -> None:
@@ -80,6 +80,18 @@ async def test_cancel_a_running_job(api: httpx.AsyncClient, database_url: str) -
     assert cancelled["error"] == "cancelled on request" and cancelled["finished_at"]
     assert await queue_status(database_url, job["id"]) == "aborted"
     assert (await api.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 409
+
+
+async def test_blocking_work_in_a_thread_stops_when_it_sees_the_cancellation(api: httpx.AsyncClient) -> None:
+    job = await start(api, "jobtest.spin")
+    await reaches(api, job["id"], "running", stage="spinning")
+    assert (await api.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 202
+    await reaches(api, job["id"], "cancelled")
+
+    async def stopped() -> None:
+        assert SPINS_STOPPED.get(job["id"]) is True
+
+    await eventually(stopped)
 
 
 async def test_a_finished_job_cannot_be_cancelled(api: httpx.AsyncClient) -> None:
