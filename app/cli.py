@@ -1,4 +1,4 @@
-"""The `faas` command: serve, migrate, and tenant administration.
+"""The `faas` command: serve, run a job worker, migrate, and tenant administration.
 
 Configuration errors end the program before it serves, with one line that names the variable and the fix.
 """
@@ -91,6 +91,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _work(app: Starlette) -> None:
+    """Open everything the app would (database, plugin services, the job worker) and wait for SIGTERM or SIGINT;
+    leaving the lifespan stops the worker, which lets running jobs finish or hands them back to the queue."""
+    import logging
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with app.router.lifespan_context(app):
+        logging.getLogger("faas.jobs").info("faas worker ready; SIGTERM or SIGINT stops it")
+        await stop.wait()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app import logs
+    from app.jobs.registry import job_kinds
+    from app.main import create_app
+    from app.plugins import discover, resolve
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    if not job_kinds(resolve(settings, discover())).handlers:
+        return _fail(
+            "no plugin in FAAS_PLUGINS that runs direct here declares job kinds: there is nothing for a worker to run"
+        )
+    os.environ["DATABASE_URL"] = database_url(settings, migrate=True)
+    os.environ["FAAS_JOBS_WORKER"] = "on"  # the point of this command, whatever the serving replicas are told
+    # SIGTERM must end the process through the exit hooks (they stop an embedded PostgreSQL): _work handles it
+    # inside the event loop; this covers the moments before and after.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    asyncio.run(_work(create_app(Settings.from_env())))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     url = database_url(settings, migrate=False)
@@ -177,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run a job worker only (no HTTP), until SIGTERM or SIGINT")
+    worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.set_defaults(func=cmd_migrate)
     config = sub.add_parser("config", help="list every setting with its value in effect (and check them)")

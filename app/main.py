@@ -1,7 +1,8 @@
 """The application factory: `create_app()` builds the Starlette app and its one root lifespan.
 
-The lifespan opens everything on one AsyncExitStack, in dependency order (database, HTTP clients, then each
-plugin's service), and closes it in reverse. Routes are composed once, here, from the mounted plugins.
+The lifespan opens everything on one AsyncExitStack, in dependency order (database, HTTP clients, the job queue,
+each plugin's service, then the job worker), and closes it in reverse. Routes are composed once, here, from the
+mounted plugins.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from app import db as db_errors
 from app.db import Database
 from app.errors import EXCEPTION_HANDLERS
 from app.http_client import ServiceClientManager
+from app.jobs import api as jobs_api
+from app.jobs.config import JobsConfig
+from app.jobs.queue import JobQueue
+from app.jobs.registry import job_kinds
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
@@ -32,7 +37,11 @@ log = logging.getLogger("faas.app")
 
 
 def build_routes(layout: Layout) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*mount("", "health", health.routes()), *mount("/api/v1/admin", "admin", admin.routes())]
+    routes: list[BaseRoute] = [
+        *mount("", "health", health.routes()),
+        *mount("/api/v1/admin", "admin", admin.routes()),
+        *mount("/api/v1/jobs", "jobs", jobs_api.routes()),
+    ]
     for plugin in layout.mounted:
         routes += mount(f"/api/v1/{plugin.name}", plugin.name, plugin.routes())
         routes += mount("", plugin.name, plugin.root_routes())
@@ -52,6 +61,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
     layout = resolve(settings, discover() if plugins is None else plugins)
     routes = build_routes(layout)
     document = openapi.build(routes)
+    jobs_config = JobsConfig.from_settings(settings)
+    kinds = job_kinds(layout)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -73,15 +84,36 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
             clients = ServiceClientManager(settings, registry=metrics.registry)
             stack.push_async_callback(clients.aclose)
             services = Services()
+            jobs = JobQueue(db, kinds=kinds.known)
             for plugin in layout.open_order:
                 mode = layout.modes[plugin.name]
                 factory = plugin.direct if mode == "direct" else plugin.remote
                 assert factory is not None  # resolve() refused a remote plugin without one
                 ctx = PluginContext(
-                    plugin=plugin, settings=settings, db=db, services=services, clients=clients, metrics=metrics
+                    plugin=plugin,
+                    settings=settings,
+                    db=db,
+                    services=services,
+                    clients=clients,
+                    metrics=metrics,
+                    jobs=jobs,
                 )
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)
+            if jobs_config.worker and kinds.handlers:
+                # Entered last, so it stops first: running jobs finish (or go back to the queue) while the
+                # services and the database they use are still open.
+                from app.jobs.worker import running_worker  # imports procrastinate: only when a worker runs
+
+                await stack.enter_async_context(
+                    running_worker(
+                        database_url=settings.database_url,
+                        db=db,
+                        services=services,
+                        handlers=kinds.handlers,
+                        config=jobs_config,
+                    )
+                )
             log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
             verifier = (
                 {"internal_verifier": InternalVerifier(settings.internal_secret.get())}
@@ -94,6 +126,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                 "db": db,
                 "tenants": TenantStore(db, key_cache_seconds=settings.auth_cache_seconds),
                 "services": services,
+                "jobs": jobs,
                 "clients": clients,
                 "metrics": metrics,
                 "openapi": document,

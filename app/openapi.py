@@ -33,6 +33,9 @@ _ERROR_TEXT = {
     504: "Upstream timed out",
 }
 
+# How a second success status of the same body differs from the first (`Operation.also`).
+_ALSO_TEXT = {202: "accepted, not finished yet", 503: "not all checks passed"}
+
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "RFC 9457 problem details",
@@ -108,7 +111,7 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
         for code in op.also:
             operation["responses"][str(code)] = {
                 **success,
-                "description": f"{op.summary} (not all checks passed)",
+                "description": f"{op.summary} ({_ALSO_TEXT.get(code, code)})",
             }
         codes = set(op.errors)
         if op.path is not None:

@@ -16,7 +16,7 @@ an unknown plugin, a missing dependency or a remote plugin without a URL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.config import PluginConfig
     from app.db import Database
     from app.http_client import ServiceClientManager
+    from app.jobs import JobHandler, JobQueue
     from app.metrics import Metrics
 
 ENTRY_POINT_GROUP = "faas.plugins"
@@ -115,6 +116,7 @@ class PluginContext:
     services: Services
     clients: ServiceClientManager
     metrics: Metrics
+    jobs: JobQueue  # the durable job queue: enqueue, read, cancel (app.jobs)
 
     @property
     def config(self) -> PluginSettings:
@@ -147,6 +149,8 @@ class Plugin(Generic[S]):
     # Its FAAS_<NAME>_* settings (read by its open_direct; listed by `faas config`).
     config: type[PluginConfig] | None = None
     description: str = ""
+    # Job kinds (`<plugin>.<name>`) -> handler; a worker runs them where the plugin runs direct (see app.jobs).
+    jobs: Mapping[str, JobHandler] = field(default_factory=dict, hash=False)
 
     @property
     def name(self) -> str:
