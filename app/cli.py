@@ -172,7 +172,9 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 def config_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
     """(variable, value in effect, default, meaning) of every setting: the core's, then each plugin's. Loading each
     plugin's settings validates them, so a bad value ends here with the one-line ConfigError."""
+    from app.config import SettingsGroup
     from app.http_client import without_credentials
+    from app.jobs.config import JobsConfig
     from app.plugins import discover
     from app.settings import CORE_VARIABLES, SECRET_VARIABLES
 
@@ -183,11 +185,10 @@ def config_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
         return "********" if var in SECRET_VARIABLES else without_credentials(value)
 
     rows = [(var, shown(var, default), default, meaning) for var, default, meaning in CORE_VARIABLES]
-    for plugin in discover():
-        if plugin.config is None:
-            continue
-        plugin.config.load(settings)
-        rows += [(var, shown(var, default), default, meaning) for var, default, meaning in plugin.config.describe()]
+    groups: list[type[SettingsGroup]] = [JobsConfig, *(p.config for p in discover() if p.config is not None)]
+    for group in groups:
+        group.load(settings)
+        rows += [(var, shown(var, default), default, meaning) for var, default, meaning in group.describe()]
     return rows
 
 

@@ -1,10 +1,11 @@
-"""Plugin settings: one pydantic-settings model per plugin, read from `FAAS_<PLUGIN>_<SETTING>` variables.
+"""Settings groups: one pydantic-settings model per plugin (and per core part with settings of its own, such as the
+job queue), read from `FAAS_<GROUP>_<SETTING>` variables.
 
-A plugin's config.py subclasses `PluginConfig` with typed, documented fields and sets `plugin`; its
-`open_direct` calls `<Name>Config.load(ctx.settings)`. Values come from the same environment mapping as the core
+A plugin's config.py subclasses `SettingsGroup` with typed, documented fields and sets `group` to the plugin's name;
+its `open_direct` calls `<Name>Config.load(ctx.settings)`. Values come from the same environment mapping as the core
 `Settings` (the process environment and `.env`, or a test's mapping), never from a second read of os.environ.
 A bad value, or a `FAAS_<PLUGIN>_*` variable that is no setting at all (a typo), stops start-up with one line
-naming the variable and the fix. `faas config` lists every setting of every installed plugin from these models.
+naming the variable and the fix. `faas config` lists every setting of every group from these models.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ CORE_SUFFIXES = ("MODE", "URL")
 CORE_PREFIXES = ("CLIENT_",)
 
 
-class PluginConfig(BaseSettings):
-    """Base of every plugin's settings. Subclasses set `plugin` and declare fields with defaults and descriptions."""
+class SettingsGroup(BaseSettings):
+    """Base of a group of settings. Subclasses set `group` and declare fields with defaults and descriptions."""
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
-    plugin: ClassVar[str]
+    group: ClassVar[str]
 
     @classmethod
     def settings_customise_sources(
@@ -41,7 +42,7 @@ class PluginConfig(BaseSettings):
 
     @classmethod
     def prefix(cls) -> str:
-        return f"FAAS_{cls.plugin.upper()}_"
+        return f"FAAS_{cls.group.upper()}_"
 
     @classmethod
     def variable(cls, field: str) -> str:
@@ -61,7 +62,7 @@ class PluginConfig(BaseSettings):
                 continue
             if var not in fields:
                 known = ", ".join(sorted(fields)) or "(none)"
-                raise ConfigError(f"{var} is not a setting of the {cls.plugin} plugin: use one of {known}")
+                raise ConfigError(f"{var} is not a {cls.group} setting: use one of {known}")
             values[fields[var]] = raw
         try:
             return cls(**values)
@@ -79,5 +80,7 @@ class PluginConfig(BaseSettings):
         rows = []
         for name, field in cls.model_fields.items():
             default = "" if field.default is None else str(field.default)
+            if isinstance(field.default, bool):
+                default = "on" if field.default else "off"
             rows.append((cls.variable(name), default, field.description or ""))
         return rows

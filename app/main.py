@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
     layout = resolve(settings, discover() if plugins is None else plugins)
     routes = build_routes(layout)
     document = openapi.build(routes)
-    jobs_config = JobsConfig.from_settings(settings)
+    jobs_config = JobsConfig.load(settings)
     kinds = job_kinds(layout)
 
     @asynccontextmanager

@@ -29,7 +29,7 @@ from app.errors import Unavailable
 from app.settings import ConfigError, PluginSettings, Settings
 
 if TYPE_CHECKING:
-    from app.config import PluginConfig
+    from app.config import SettingsGroup
     from app.db import Database
     from app.http_client import ServiceClientManager
     from app.jobs import JobHandler, JobQueue
@@ -147,7 +147,7 @@ class Plugin(Generic[S]):
     routes: Callable[[], Sequence[BaseRoute]] = _no_routes
     root_routes: Callable[[], Sequence[BaseRoute]] = _no_routes
     # Its FAAS_<NAME>_* settings (read by its open_direct; listed by `faas config`).
-    config: type[PluginConfig] | None = None
+    config: type[SettingsGroup] | None = None
     description: str = ""
     # Job kinds (`<plugin>.<name>`) -> handler; a worker runs them where the plugin runs direct (see app.jobs).
     jobs: Mapping[str, JobHandler] = field(default_factory=dict, hash=False)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 BUILTIN_PLUGINS = ("gateway", "agents", "rag", "cache", "ml", "prompts", "ingestion")
 
 # The core's variables as `faas config` lists them: (variable, default, meaning). Plugins list their own
-# FAAS_<NAME>_* settings from their config models (app.config.PluginConfig).
+# FAAS_<NAME>_* settings from their config models (app.config.SettingsGroup).
 CORE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DATABASE_URL", "", "PostgreSQL with pgvector; unset: the embedded PostgreSQL under FAAS_DATA_DIR"),
     ("FAAS_DATA_DIR", "./var", "Where the embedded database lives"),
@@ -125,7 +125,7 @@ class Settings:
     log_level: str = "info"
     access_log: bool = True
     client_settings: Mapping[str, ClientSettings] = field(default_factory=dict)
-    # Every variable, for the plugins' own FAAS_<NAME>_<SETTING> values (app.config.PluginConfig.load).
+    # Every variable, for the plugins' own FAAS_<NAME>_<SETTING> values (app.config.SettingsGroup.load).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def plugin(self, name: str) -> PluginSettings:

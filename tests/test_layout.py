@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from app.config import PluginConfig
+from app.config import SettingsGroup
 from app.errors import ServiceError
 from app.plugin_kit import PluginService
 from app.plugins import Plugin, ServiceKey, discover
@@ -91,7 +91,7 @@ def test_every_plugin_has_the_template_files_with_their_roles(name: str) -> None
 
     if (folder / "config.py").is_file():
         config = getattr(module(name, "config"), f"{cls}Config")
-        assert issubclass(config, PluginConfig) and config.plugin == name and plugin.config is config
+        assert issubclass(config, SettingsGroup) and config.group == name and plugin.config is config
     else:
         assert plugin.config is None
     if (folder / "store.py").is_file():

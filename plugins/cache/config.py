@@ -13,15 +13,15 @@ from typing import Literal, Self
 
 from pydantic import Field
 
-from app.config import PluginConfig
+from app.config import SettingsGroup
 from app.settings import ConfigError, Settings
 from plugins.cache.schemas import MAX_TTL_SECONDS
 
 DEFAULT_THRESHOLD = 0.95
 
 
-class CacheConfig(PluginConfig):
-    plugin = "cache"
+class CacheConfig(SettingsGroup):
+    group = "cache"
 
     backend: Literal["auto", "postgres", "redis"] = Field(
         default="auto", description="`postgres` or `redis`; `auto` is redis when REDIS_URL is set, else postgres"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from app.config import PluginConfig
+from app.config import SettingsGroup
 
 
-class GatewayConfig(PluginConfig):
-    plugin = "gateway"
+class GatewayConfig(SettingsGroup):
+    group = "gateway"
 
     config: Path | None = Field(
         default=None,

@@ -34,7 +34,7 @@ def test_values_are_typed_and_defaults_apply() -> None:
         ({"FAAS_CACHE_DEFAULT_TTL": "0"}, "use e.g. FAAS_CACHE_DEFAULT_TTL=86400"),
         ({"FAAS_CACHE_BACKEND": "memcached"}, "FAAS_CACHE_BACKEND='memcached'"),
         ({"FAAS_CACHE_BACKEND": "redis"}, "needs REDIS_URL"),
-        ({"FAAS_CACHE_TTL": "5"}, "FAAS_CACHE_TTL is not a setting of the cache plugin: use one of"),
+        ({"FAAS_CACHE_TTL": "5"}, "FAAS_CACHE_TTL is not a cache setting: use one of"),
         ({"FAAS_GATEWAY_CONFIG": "/nonexistent/models.yaml"}, "FAAS_GATEWAY_CONFIG='/nonexistent/models.yaml'"),
     ],
 )

@@ -10,7 +10,7 @@ from app.settings import ConfigError, Settings
 
 
 def test_defaults() -> None:
-    config = JobsConfig.from_settings(Settings.from_env({}))
+    config = JobsConfig.load(Settings.from_env({}))
     assert config == JobsConfig(worker=True, concurrency=4, stalled_seconds=30, max_attempts=5, shutdown_seconds=10)
     assert config.heartbeat_seconds == 7.5
 
@@ -18,10 +18,11 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"FAAS_JOBS_WORKER": "maybe"}, "FAAS_JOBS_WORKER='maybe' is not on or off"),
-        ({"FAAS_JOBS_CONCURRENCY": "0"}, "FAAS_JOBS_CONCURRENCY=0 is out of range: use 1 to 1000"),
-        ({"FAAS_JOBS_CONCURRENCY": "2.5"}, "FAAS_JOBS_CONCURRENCY='2.5' is not a whole number"),
-        ({"FAAS_JOBS_STALLED_SECONDS": "soon"}, "FAAS_JOBS_STALLED_SECONDS='soon' is not a number"),
+        ({"FAAS_JOBS_WORKER": "maybe"}, "FAAS_JOBS_WORKER='maybe' is not valid (Input should be a valid boolean"),
+        ({"FAAS_JOBS_CONCURRENCY": "0"}, "FAAS_JOBS_CONCURRENCY='0' is not valid (Input should be greater than"),
+        ({"FAAS_JOBS_CONCURRENCY": "2.5"}, "FAAS_JOBS_CONCURRENCY='2.5' is not valid (Input should be a valid integer"),
+        ({"FAAS_JOBS_STALLED_SECONDS": "soon"}, "FAAS_JOBS_STALLED_SECONDS='soon' is not valid"),
+        ({"FAAS_JOBS_WORKERS": "2"}, "FAAS_JOBS_WORKERS is not a jobs setting: use one of"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:
