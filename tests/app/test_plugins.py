@@ -15,6 +15,7 @@ from app.plugins import Plugin, PluginContext, ServiceKey, StartupError, discove
 from app.routing import api_route, json_response
 from app.settings import BUILTIN_PLUGINS, ConfigError, Settings
 from tests.conftest import asgi_client, make_settings, new_tenant
+from tests.harness import Deployment, deploy
 
 
 @asynccontextmanager
@@ -102,3 +103,30 @@ async def test_a_third_party_plugin_mounts_like_a_builtin(database_url: str) -> 
         t = await new_tenant(c)
         r = await c.get("/api/v1/hello/greet", headers={"authorization": f"Bearer {t['api_key']}"})
     assert r.json() == {"hello": "hello"}
+
+
+def test_an_optional_dependency_imposes_no_order_and_opens_here_when_remote() -> None:
+    both = [fake("a", uses=("b",)), fake("b", uses=("a",), remote=True)]  # they use each other: no cycle
+    layout = resolve(Settings.from_env({"FAAS_PLUGINS": "a,b"}), both)
+    assert sorted(p.name for p in layout.open_order) == ["a", "b"]
+    env = {"FAAS_PLUGINS": "a", "FAAS_B_MODE": "remote", "FAAS_B_URL": "http://b:1", "FAAS_INTERNAL_SECRET": "s" * 20}
+    layout = resolve(Settings.from_env(env), both)
+    assert [p.name for p in layout.mounted] == ["a"] and layout.modes == {"a": "direct", "b": "remote"}
+    alone = resolve(Settings.from_env({"FAAS_PLUGINS": "a"}), both)
+    assert [p.name for p in alone.open_order] == ["a"]  # not mounted, not remote: absent, and a runs without it
+
+
+async def test_info_shows_how_each_optional_dependency_is_reached(database_url: str) -> None:
+    async def uses(d: Deployment, plugin: str) -> dict[str, str]:
+        _, c = await d.api()
+        r = await c.get(f"/api/v1/{plugin}/-/info")
+        assert r.status_code == 200, r.text
+        found: dict[str, str] = r.json()["uses"]
+        return found
+
+    async with deploy(database_url, mode="direct", plugins=("gateway", "cache")) as d:
+        assert await uses(d, "gateway") == {"cache": "direct"} and await uses(d, "cache") == {"gateway": "direct"}
+    async with deploy(database_url, mode="direct", plugins=("gateway",)) as d:
+        assert await uses(d, "gateway") == {"cache": "absent"}
+    async with deploy(database_url, mode="remote", plugins=("gateway", "cache"), remote=("cache",)) as d:
+        assert await uses(d, "gateway") == {"cache": "remote"}
