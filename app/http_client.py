@@ -4,7 +4,8 @@ Every call runs inside an overall deadline (the remaining time goes to the upstr
 each try inside a per-try timeout, and each try through the upstream's `Breaker`. Retries use `backoff`'s
 exponential generator with full jitter, honour `Retry-After` (seconds or HTTP date, capped), happen only for
 connect errors and 408/429/502/503/504, only for GET/HEAD/OPTIONS/PUT/DELETE or a request with an
-`Idempotency-Key`, and only while the retry budget allows. Requests are signed (app.signing) when a secret is set.
+`Idempotency-Key`, and only while the retry budget allows. Every try is signed afresh (app.signing) when a secret
+is set: a new timestamp and nonce, so the upstream never takes a retry for a replay.
 HTTP answers come back as responses (`raise_for_problem` turns a problem into its exception); transport failures,
 an open breaker and a passed deadline raise `ServiceError`s, so a caller sees the same errors as in direct mode.
 """
@@ -33,7 +34,7 @@ from app.client_metrics import ClientMetrics
 from app.errors import ServiceError, Unavailable, UpstreamFailed, UpstreamTimeout, error_from_problem
 from app.http_transport import pooled_transport
 from app.settings import ClientSettings, Secret, Settings
-from app.signing import DEADLINE_HEADER, sign
+from app.signing import DEADLINE_HEADER, IDEMPOTENCY_HEADER, sign
 
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -319,13 +320,17 @@ class ServiceHTTPClient:
             timeout=timeout,
         )
         if self._secret:
+            sent = request.headers
             request.headers.update(
                 sign(
                     self._secret,
                     method=method,
                     target=request.url.raw_path.decode("ascii"),
-                    tenant=request.headers.get("x-tenant-id", ""),
-                    request_id=request.headers.get("x-request-id", ""),
+                    host=sent.get("host", ""),
+                    tenant=sent.get("x-tenant-id", ""),
+                    request_id=sent.get("x-request-id", ""),
+                    deadline=sent.get(DEADLINE_HEADER, ""),
+                    idempotency_key=sent.get(IDEMPOTENCY_HEADER, ""),
                     body=body,
                 )
             )

@@ -23,6 +23,7 @@ from app.http_client import ServiceClientManager
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
+from app.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from app.routing import link_allowed, prefixed
 from app.settings import Settings
 from app.signing import InternalVerifier
@@ -88,11 +89,12 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)
             log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
-            verifier = (
-                {"internal_verifier": InternalVerifier(settings.internal_secret.get())}
-                if settings.internal_secret
-                else {}
-            )
+            verifier: dict[str, InternalVerifier] = {}
+            if settings.internal_secret:
+                # Signed calls are accepted once: remembered across replicas in Redis when there is one.
+                seen: ReplayGuard = RedisReplayGuard(settings.redis_url) if settings.redis_url else MemoryReplayGuard()
+                stack.push_async_callback(seen.aclose)
+                verifier["internal_verifier"] = InternalVerifier(settings.internal_secret.get(), seen=seen)
             state = {
                 **verifier,
                 "settings": settings,

@@ -7,6 +7,7 @@ OpenAPI document) and answer with `json_response`. The auth level of a route is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType, UpstreamTimeout
 
 Auth = Literal["tenant", "admin", "none"]
 M = TypeVar("M", bound=BaseModel)
@@ -83,8 +84,19 @@ def _guarded(endpoint: Endpoint, level: Auth) -> Endpoint:
     from app.auth import authenticate
 
     async def guarded(request: Request) -> Response:
-        await authenticate(request, level)
-        return await endpoint(request)
+        principal = await authenticate(request, level)
+        if principal is None or principal.deadline is None:
+            return await endpoint(request)
+        # A signed caller stops waiting at its deadline, so work past it is wasted: stop it here too. This bounds
+        # the wait for the response (a stream, once returned, runs as long as the caller reads it).
+        limit = asyncio.timeout(principal.deadline)
+        try:
+            async with limit:
+                return await endpoint(request)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise UpstreamTimeout("the caller's deadline passed before an answer") from None
 
     guarded.__name__ = endpoint.__name__
     guarded.__doc__ = endpoint.__doc__

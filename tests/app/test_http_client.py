@@ -305,14 +305,34 @@ async def test_retry_budget_stops_an_outage_from_multiplying_load(upstream: Faul
 
 async def test_requests_are_signed_over_what_was_sent(upstream: FaultServer, client: Client) -> None:
     context.bind(request_id="rid-1", traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-    headers = client.http.get_headers(tenant_id="ten_a")
+    headers = {**client.http.get_headers(tenant_id="ten_a"), "Idempotency-Key": "k-9"}
     await client.http.put("/things/a b", json_data={"n": 1}, params={"q": "x/y"}, headers=headers)
     seen = upstream.seen[0]
     h = seen.headers
     assert h["x-tenant-id"] == "ten_a" and h["x-request-id"] == "rid-1" and h["traceparent"].startswith("00-4bf9")
-    message = canonical("PUT", seen.target, "ten_a", "rid-1", h["x-faas-timestamp"], body_digest(seen.body))
+    message = canonical(
+        "PUT",
+        seen.target,
+        host=h["host"],
+        tenant="ten_a",
+        request_id="rid-1",
+        timestamp=h["x-faas-timestamp"],
+        nonce=h["x-faas-nonce"],
+        deadline=h[DEADLINE_HEADER.lower()],
+        idempotency_key="k-9",
+        digest=body_digest(seen.body),
+    )
     assert h["x-faas-signature"] == signature(SECRET, message)
-    assert seen.target.startswith("/things/a%20b?q=x")
+    assert seen.target.startswith("/things/a%20b?q=x") and h["host"] == upstream.url.removeprefix("http://")
+
+
+async def test_every_try_is_signed_afresh(upstream: FaultServer, client: Client) -> None:
+    # A retry is a new call, not a replay: the upstream must be able to accept it after refusing nothing else.
+    upstream.script = [Step(503), Step(503), Step(200)]
+    assert (await client.http.get("/x")).status_code == 200
+    nonces = {s.headers["x-faas-nonce"] for s in upstream.seen}
+    signatures = {s.headers["x-faas-signature"] for s in upstream.seen}
+    assert len(upstream.seen) == 3 and len(nonces) == 3 and len(signatures) == 3
 
 
 async def test_default_pooled_transport_maps_faults_right(upstream: FaultServer) -> None:

@@ -142,6 +142,27 @@ async def test_stream_passes_through_chunk_by_chunk(mode: str, database_url: str
     assert rest == b"data: 1\n\ndata: 2\n\n"
 
 
+async def test_an_outside_clients_deadline_is_ignored(mode: str, database_url: str) -> None:
+    """Only a verified signed call bounds the server's work: a tenant's X-Faas-Deadline-Ms (here 50 ms against
+    300 ms of work) neither cuts the work short nor reaches the service, and no value of it is a 500."""
+    short = {"X-Faas-Deadline-Ms": "50"}
+    async with echo_apps(mode, database_url) as (app, cues, tenant), tenant_client(app, tenant) as c:
+        r = await c.post("/api/v1/echo/sleep", params={"seconds": 0.3}, headers=short)
+        assert r.status_code == 204, r.text
+        seen = (await c.get("/api/v1/echo/whoami", headers=short)).json()
+        for hostile in ("9" * 400, "-5", "1e9", "nan"):
+            r = await c.get("/api/v1/echo/whoami", headers={"X-Faas-Deadline-Ms": hostile})
+            assert r.status_code == 200, (hostile, r.text)
+        async with asgi_client(app) if not isinstance(app, str) else httpx.AsyncClient(base_url=app) as anyone:
+            r = await anyone.get("/health/live", headers={"X-Faas-Deadline-Ms": "9" * 400})
+            assert r.status_code == 200
+    assert cues.sleeps_finished == 1 and cues.sleeps_cancelled == 0
+    if mode == "direct":
+        assert seen["deadline_ms"] is None
+    else:  # the front's own client deadline (30 s by default), not the tenant's
+        assert seen["deadline_ms"] > 10_000
+
+
 # --- remote only ----------------------------------------------------------------------------------------
 
 
