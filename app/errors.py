@@ -211,12 +211,16 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(err, instance=request.url.path)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def unexpected_problem(method: str, path: str) -> Response:
+    """Log the exception being handled (with its trace) and answer a 500 problem without it."""
+    log.exception("unhandled error on %s %s", method, path)
     return problem_response(
-        ServiceError("an unexpected error occurred; the request id identifies it in the logs"),
-        instance=request.url.path,
+        ServiceError("an unexpected error occurred; the request id identifies it in the logs"), instance=path
     )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_problem(request.method, request.url.path)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import context
-from app.errors import PayloadTooLarge, problem_response
+from app.errors import PayloadTooLarge, problem_response, unexpected_problem
 from app.metrics import Metrics
 
 access_log = logging.getLogger("faas.access")
@@ -38,11 +38,12 @@ class RequestContextMiddleware:
         scope["faas.request_id"] = request_id
         scope["faas.trace"] = trace
         status = 500
+        responded = False
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 out = MutableHeaders(scope=message)
                 out["x-request-id"] = request_id
                 out["traceparent"] = trace.header
@@ -74,6 +75,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_ids)
+        except Exception:
+            if responded:
+                raise  # too late for a problem: the server logs it and drops the connection
+            # Answered and logged here, once: Starlette's outer error middleware would answer, then re-raise for
+            # the server to log the same error a second time.
+            await unexpected_problem(scope["method"], scope["path"])(scope, receive, send_with_ids)
         finally:
             self._finish(scope, status, started)
 

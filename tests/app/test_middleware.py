@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from asgi_lifespan import LifespanManager
 from app import context
 from app.logs import JsonFormatter
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, make_settings
+from tests.conftest import ADMIN_KEY, asgi_client, make_settings, serve_app
 
 
 async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
@@ -154,6 +155,56 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
         r = await c.get("/api/v1/boom/x")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret internals" not in r.text and "Traceback" not in r.text and r.json()["request_id"]
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on an open connection, and its status and body (b"" status 0 if the server hung up)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    await writer.drain()
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 0, b""
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(v) for k, _, v in (line.partition(": ") for line in lines[1:]) if k.lower() == "content-length")
+    return int(lines[0].split(" ")[1]), await reader.readexactly(length)
+
+
+async def test_an_unexpected_error_is_logged_once_and_the_connection_kept(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette answers an unexpected error and re-raises it, so the server logged it a second time and closed the
+    connection; a service client's next call on that pooled connection then failed as "broke off"."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from app.plugin_kit import direct_factory
+    from app.plugins import Plugin, discover
+    from app.routing import api_route
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("secret internals")
+
+    class Nothing:
+        def __init__(self, ctx: object) -> None:
+            pass
+
+    plugin = Plugin(
+        name="boom", direct=direct_factory(Nothing), routes=lambda: [api_route("GET", "/x", boom, "Boom", auth="none")]
+    )
+    app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
+    with caplog.at_level(logging.INFO):
+        async with serve_app(app) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                status, body = await _exchange(reader, writer, "/api/v1/boom/x")
+                assert status == 500 and b"secret internals" not in body
+                assert await _exchange(reader, writer, "/health/live") == (200, b'{"status":"ok"}')
+            finally:
+                writer.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["faas.errors"], [r.getMessage() for r in errors]
 
 
 async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> None:
