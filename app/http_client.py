@@ -8,6 +8,21 @@ connect errors and 408/429/502/503/504, only for GET/HEAD/OPTIONS/PUT/DELETE or 
 is set: a new timestamp and nonce, so the upstream never takes a retry for a replay.
 HTTP answers come back as responses (`raise_for_problem` turns a problem into its exception); transport failures,
 an open breaker and a passed deadline raise `ServiceError`s, so a caller sees the same errors as in direct mode.
+
+What the breaker counts. The breaker stands for one question, "can this deployment serve anyone?", so that one
+tenant's requests can never close it for the others. A try counts as a failure of the deployment when:
+  - it could not connect (refused, unreachable, connect timeout);
+  - no answer came within the per-try timeout (`FAAS_<NAME>_CLIENT_TIMEOUT`), or the connection broke before or
+    during the answer;
+  - the answer is 502, 503 or 504 and is not one of our problem documents (`application/problem+json`): a proxy,
+    load balancer or the server in front of the app answered for a deployment that is down, missing or overloaded;
+  - the answer is a 503 problem marked `X-Faas-Unavailable`: the deployment says it cannot serve anything now
+    (its database is down, its memory of signed calls is full; `DeploymentUnavailable`).
+Every other answer proves the deployment up and counts as a success: any 2xx-4xx, a 500 problem (an unexpected
+error while handling that one request, e.g. its content broke a template), and a 502/503/504 problem without the
+marker (something beyond the deployment failed for that request: an LLM provider, a third deployment, a breaker
+of its own, the request's deadline). A try cut short by the call's own deadline, which is shorter than the per-try
+timeout, decides nothing: a caller in a hurry says nothing about the deployment.
 """
 
 from __future__ import annotations
@@ -31,14 +46,33 @@ from pydantic import BaseModel
 from app import context
 from app.breaker import Breaker, CircuitOpen
 from app.client_metrics import ClientMetrics
-from app.errors import ServiceError, Unavailable, UpstreamFailed, UpstreamTimeout, error_from_problem
+from app.errors import (
+    PROBLEM_MEDIA_TYPE,
+    UNAVAILABLE_HEADER,
+    ServiceError,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_from_problem,
+)
 from app.http_transport import pooled_transport
 from app.settings import ClientSettings, Secret, Settings
 from app.signing import DEADLINE_HEADER, IDEMPOTENCY_HEADER, sign
 
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def deployment_failed(response: httpx.Response) -> bool:
+    """Whether an answer says the deployment itself is down or unavailable (see the module docstring)."""
+    if response.status_code not in UNAVAILABLE_STATUSES:
+        return False
+    if UNAVAILABLE_HEADER in response.headers:
+        return True
+    media_type: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type != PROBLEM_MEDIA_TYPE
 
 
 def without_credentials(text: str) -> str:
@@ -348,9 +382,11 @@ class ServiceHTTPClient:
                                 await response.aclose()
                 except (httpx.ConnectError, httpx.ConnectTimeout):
                     outcome = "connect_error"
-                    raise
+                    raise  # the guard counts it: the deployment cannot be reached
                 except (httpx.TimeoutException, TimeoutError) as exc:
                     outcome = "timeout"
+                    if per_try < self.options.timeout:
+                        self.breaker.abstain()  # the call's own deadline ran out first
                     raise _GiveUp(
                         UpstreamTimeout(f"{self.name} did not answer {method} {path} within {per_try:.3g}s")
                     ) from exc
@@ -360,7 +396,7 @@ class ServiceHTTPClient:
                         UpstreamFailed(f"{self.name} broke off {method} {path}: {type(exc).__name__}")
                     ) from exc
                 outcome = str(response.status_code)
-                if response.status_code >= 500:
+                if deployment_failed(response):
                     self.breaker.record_failure()
         except CircuitOpen as exc:
             outcome = "circuit_open"

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -141,6 +142,57 @@ async def test_4xx_answers_never_open_the_breaker(upstream: FaultServer, client:
     for _ in range(10):
         assert (await client.http.get("/x")).status_code == 404
     assert upstream.attempts == 10 and client.transitions == []
+
+
+PROBLEM = "application/problem+json"
+
+
+def _case(counts: bool, status: int, content_type: str, body: bytes = b"{}", **headers: str) -> Any:
+    kind = "problem" if content_type == PROBLEM else content_type.split("/")[1]
+    name = f"{status}-{kind}{'-marked' if headers else ''}"
+    return pytest.param(Step(status, content_type=content_type, body=body, headers=headers), counts, id=name)
+
+
+@pytest.mark.parametrize(
+    ("step", "counts"),
+    [
+        # Answers about one request, or about something beyond the deployment: it answered, so it is up.
+        _case(False, 500, PROBLEM, b'{"type":"urn:faas:problem:internal","status":500}'),
+        _case(False, 502, PROBLEM, b'{"type":"urn:faas:problem:upstream-failed","status":502}'),
+        _case(False, 503, PROBLEM, b'{"type":"urn:faas:problem:circuit-open","status":503}'),
+        _case(False, 504, PROBLEM, b'{"type":"urn:faas:problem:upstream-timeout","status":504}'),
+        _case(False, 500, "text/html", b"<h1>Internal Server Error</h1>"),
+        # The deployment saying it cannot serve anyone, or a proxy answering for a deployment that is not there.
+        _case(True, 503, PROBLEM, **{"X-Faas-Unavailable": "database"}),
+        _case(True, 502, "text/html", b"<h1>502 Bad Gateway</h1>"),
+        _case(True, 503, "text/plain", b"no healthy upstream"),
+        _case(True, 504, "text/html", b"<h1>504 Gateway Time-out</h1>"),
+    ],
+)
+async def test_what_counts_against_the_deployment(upstream: FaultServer, step: Step, counts: bool) -> None:
+    c = Client(upstream.url, breaker_failures=2, retries=0)
+    upstream.script = [step] * 5
+    for _ in range(5):
+        try:
+            await c.http.post("/x", json_data={})
+        except CircuitOpen:
+            break
+    await c.http.aclose()
+    if counts:
+        assert c.transitions == [("closed", "open")] and upstream.attempts == 2
+    else:
+        assert c.transitions == [] and upstream.attempts == 5 and c.http.breaker._core.fail_counter == 0
+
+
+async def test_a_try_cut_short_by_the_calls_own_deadline_decides_nothing(upstream: FaultServer) -> None:
+    # A caller in a hurry (its deadline shorter than the per-try timeout) says nothing about the deployment.
+    c = Client(upstream.url, deadline=0.05, timeout=0.3, breaker_failures=2)
+    upstream.script = [Step(200, delay=0.2)] * 5
+    for _ in range(5):
+        with pytest.raises(UpstreamTimeout):
+            await c.http.get("/x")
+    await c.http.aclose()
+    assert c.transitions == [] and c.http.breaker._core.fail_counter == 0
 
 
 async def test_429_retry_after_seconds_is_honoured_without_jitter(upstream: FaultServer, client: Client) -> None:

@@ -241,3 +241,28 @@ async def test_remote_mode_without_a_reachable_upstream_is_503_not_500(database_
     assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:unavailable"
     assert 'faas_client_attempts_total{method="GET",outcome="connect_error",upstream="rag"} 2.0' in metrics
     assert 'faas_client_retries_total{reason="connect",upstream="rag"} 1.0' in metrics
+
+
+async def test_one_tenants_failing_requests_never_open_the_breaker_for_the_others(database_url: str) -> None:
+    """The issue: six requests of tenant A whose content made the remote deployment answer 500 opened the breaker,
+    and tenant B's plain GET got 503. Only the deployment's own unavailability may open it."""
+    env = {"FAAS_ECHO_CLIENT_BREAKER_FAILURES": "2", "FAAS_ECHO_CLIENT_RETRIES": "0"}
+    async with echo_apps("remote", database_url, **env) as (app, _, tenant_a):
+        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            tenant_b = await new_tenant(admin)
+        async with tenant_client(app, tenant_a) as a, tenant_client(app, tenant_b) as b:
+            # A's requests fail on the serving deployment, each for a reason of its own: its content crashed the
+            # handler (500), or something beyond the deployment failed or ran out of time for it (502, 504).
+            for kind, status in [("crash", 500)] * 6 + [("upstream_failed", 502), ("upstream_timeout", 504)] * 3:
+                r = await a.post("/api/v1/echo/fail", json={"kind": kind, "detail": "tenant A's own problem"})
+                assert r.status_code == status, r.text
+            r = await b.get("/api/v1/echo/whoami")
+            assert r.status_code == 200, r.text
+            assert (await b.get("/health/ready")).json()["checks"]["plugins"]["echo"]["breaker"] == "closed"
+            # The deployment saying it cannot serve anyone does count: two in a row open the breaker for all.
+            for _ in range(2):
+                r = await a.post("/api/v1/echo/fail", json={"kind": "deployment_unavailable", "detail": "db down"})
+                assert r.status_code == 503
+            r = await b.get("/api/v1/echo/whoami")
+            assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:circuit-open"
+            assert "retry-after" in r.headers
