@@ -135,6 +135,12 @@ class UpstreamTimeout(ServiceError):
     status, slug, title = 504, "upstream-timeout", "Upstream timed out"
 
 
+def with_request_id(text: str) -> str:
+    """`text` naming the current request id: what a tenant quotes to the operator, who finds the cause in the log."""
+    rid = current_request_id()
+    return f"{text} (request id {rid})" if rid else text
+
+
 def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
     out: list[type[ServiceError]] = []
     for sub in cls.__subclasses__():

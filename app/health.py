@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
 from pydantic import Field
@@ -16,6 +18,8 @@ from app.metrics import metrics_endpoint
 from app.openapi import openapi_endpoint
 from app.plugins import Services
 from app.routing import Schema, api_route, json_response
+
+log = logging.getLogger("faas.health")
 
 
 class Live(Schema):
@@ -32,6 +36,12 @@ async def live(request: Request) -> Response:
     return json_response(Live(status="ok"))
 
 
+# What a plugin's probe may say in public: whether it is ok, its breaker's state, an HTTP status or an exception
+# class. Anything else a probe returns (an upstream's URL, provider deployment ids) goes to the log only.
+_PUBLIC = ("ok", "breaker", "status", "error", "latency_ms")
+_CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,80}$")
+
+
 async def _plugin_check(name: str, service: Any) -> tuple[str, dict[str, Any]]:
     probe = getattr(service, "ready", None)
     if probe is None:
@@ -40,10 +50,16 @@ async def _plugin_check(name: str, service: Any) -> tuple[str, dict[str, Any]]:
         async with asyncio.timeout(2.0):
             result = await probe()
     except Exception as exc:  # a failing probe is a reported check, not a 500
-        return name, {"ok": False, "error": without_credentials(f"{type(exc).__name__}: {exc}")[:300]}
-    if isinstance(result, dict):
-        return name, {"ok": bool(result.get("ok", True)), **result}
-    return name, {"ok": bool(result)}
+        log.warning("readiness of %s failed: %s: %s", name, type(exc).__name__, without_credentials(str(exc)))
+        return name, {"ok": False, "error": type(exc).__name__}
+    report = result if isinstance(result, dict) else {"ok": bool(result)}
+    ok = bool(report.get("ok", True))
+    if not ok:
+        log.warning("readiness of %s: %s", name, without_credentials(str(report)))
+    public = {k: v for k, v in report.items() if k in _PUBLIC}
+    if not _CLASS_NAME.match(str(public.get("error", ""))):
+        public.pop("error", None)  # a message, not an exception class: it may name what the public must not see
+    return name, {**public, "ok": ok}
 
 
 async def ready(request: Request) -> Response:

@@ -8,6 +8,7 @@ connect errors and 408/429/502/503/504, only for GET/HEAD/OPTIONS/PUT/DELETE or 
 is set: a new timestamp and nonce, so the upstream never takes a retry for a replay.
 HTTP answers come back as responses (`raise_for_problem` turns a problem into its exception); transport failures,
 an open breaker and a passed deadline raise `ServiceError`s, so a caller sees the same errors as in direct mode.
+Their details name the service and the request id, never the upstream's address: that goes to the log.
 
 What the breaker counts. The breaker stands for one question, "can this deployment serve anyone?", so that one
 tenant's requests can never close it for the others. A try counts as a failure of the deployment when:
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections import deque
@@ -47,6 +49,7 @@ from app import context
 from app.breaker import Breaker, CircuitOpen
 from app.client_metrics import ClientMetrics
 from app.errors import (
+    PROBLEM_BASE,
     PROBLEM_MEDIA_TYPE,
     UNAVAILABLE_HEADER,
     ServiceError,
@@ -54,11 +57,13 @@ from app.errors import (
     UpstreamFailed,
     UpstreamTimeout,
     error_from_problem,
+    with_request_id,
 )
 from app.http_transport import pooled_transport
 from app.settings import ClientSettings, Secret, Settings
 from app.signing import DEADLINE_HEADER, IDEMPOTENCY_HEADER, sign
 
+log = logging.getLogger("faas.client")
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
@@ -226,12 +231,14 @@ class ServiceHTTPClient:
                 yield chunk
         except httpx.TransportError as exc:
             self.breaker.record_failure()
-            raise UpstreamFailed(f"{self.name} broke off the stream: {type(exc).__name__}") from exc
+            log.warning("%s broke off the stream of %s %s: %s: %s", self.name, method, path, type(exc).__name__, exc)
+            raise UpstreamFailed(with_request_id(f"the {self.name} service broke off its answer")) from exc
         finally:
             await response.aclose()
 
     async def probe(self, path: str = "/health/live", wait: float = 1.0) -> dict[str, Any]:
-        """Reachability for /health/ready: one plain try, outside the breaker and the retry budget."""
+        """Reachability for /health/ready: one plain try, outside the breaker and the retry budget. The report is
+        public, so it holds no address; a failed probe is logged with the upstream's URL."""
         started = time.perf_counter()
         detail: dict[str, Any]
         try:
@@ -239,9 +246,9 @@ class ServiceHTTPClient:
             ok, detail = response.status_code < 500, {"status": response.status_code}
         except httpx.HTTPError as exc:
             ok, detail = False, {"error": type(exc).__name__}
+            log.warning("%s at %s is unreachable: %s: %s", self.name, without_credentials(self.base_url), *_why(exc))
         return {
             "ok": ok,
-            "url": without_credentials(self.base_url),
             "breaker": self.breaker.state,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             **detail,
@@ -318,8 +325,16 @@ class ServiceHTTPClient:
                 self.metrics.giveup(self.name, giveup)
                 if response is not None:
                     return response
+                log.warning(
+                    "%s is unreachable at %s after %d tries (%s): %s: %s",
+                    self.name,
+                    without_credentials(self.base_url),
+                    tries,
+                    giveup,
+                    *_why(last_error),
+                )
                 raise Unavailable(
-                    f"{self.name} is unreachable at {self.base_url} after {tries} tries ({last_error})",
+                    with_request_id(f"the {self.name} service is unreachable; retry in a moment"),
                     headers={"Retry-After": "1"},
                 ) from last_error
             if response is not None:
@@ -387,13 +402,15 @@ class ServiceHTTPClient:
                     outcome = "timeout"
                     if per_try < self.options.timeout:
                         self.breaker.abstain()  # the call's own deadline ran out first
+                    log.warning("%s did not answer %s %s within %.3gs", self.name, method, path, per_try)
                     raise _GiveUp(
-                        UpstreamTimeout(f"{self.name} did not answer {method} {path} within {per_try:.3g}s")
+                        UpstreamTimeout(with_request_id(f"the {self.name} service did not answer in time"))
                     ) from exc
                 except httpx.TransportError as exc:
                     outcome = "broken"
+                    log.warning("%s broke off %s %s: %s: %s", self.name, method, path, *_why(exc))
                     raise _GiveUp(
-                        UpstreamFailed(f"{self.name} broke off {method} {path}: {type(exc).__name__}")
+                        UpstreamFailed(with_request_id(f"the {self.name} service broke off its answer"))
                     ) from exc
                 outcome = str(response.status_code)
                 if deployment_failed(response):
@@ -404,6 +421,17 @@ class ServiceHTTPClient:
         finally:
             self.metrics.attempt(self.name, method, outcome, time.perf_counter() - started)
         return response
+
+
+def _where(response: httpx.Response) -> str:
+    try:
+        return f"{response.request.method} {response.request.url.path}"
+    except RuntimeError:  # a response built without its request
+        return "an upstream"
+
+
+def _why(exc: BaseException | None) -> tuple[str, str]:
+    return (type(exc).__name__, str(exc)) if exc is not None else ("", "")
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -421,7 +449,11 @@ def raise_for_problem(response: httpx.Response) -> httpx.Response:
     try:
         body = response.json()
     except ValueError:
-        body = {"detail": response.text[:500] or response.reason_phrase}
+        body = None
+    if not isinstance(body, dict) or not str(body.get("type", "")).startswith(PROBLEM_BASE):
+        # Not a problem of ours (a proxy's error page, say): its text may name internal hosts, so it is logged.
+        log.warning("%s answered HTTP %d: %.500s", _where(response), response.status_code, response.text)
+        body = {"detail": with_request_id(f"an internal service answered HTTP {response.status_code}")}
     raise error_from_problem(response.status_code, body, dict(response.headers))
 
 

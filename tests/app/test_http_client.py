@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -385,6 +386,23 @@ async def test_every_try_is_signed_afresh(upstream: FaultServer, client: Client)
     nonces = {s.headers["x-faas-nonce"] for s in upstream.seen}
     signatures = {s.headers["x-faas-signature"] for s in upstream.seen}
     assert len(upstream.seen) == 3 and len(nonces) == 3 and len(signatures) == 3
+
+
+async def test_an_answer_that_is_not_our_problem_is_logged_not_relayed(upstream: FaultServer, client: Client) -> None:
+    # A proxy's error page or a foreign JSON error may name internal hosts: the tenant gets a generic detail.
+    upstream.script = [
+        Step(502, content_type="text/html", body=b"<h1>Bad Gateway</h1>prompts-7f9c.svc.cluster.local:8000 refused"),
+        Step(500, body=b'{"message": "connect error to 10.1.2.3:5432", "host": "db-7f9c"}'),
+    ]
+    context.bind(request_id="rid-foreign")
+    for status in (502, 500):
+        r = await client.http.post("/x", json_data={})
+        assert r.status_code == status
+        with pytest.raises(UpstreamFailed) as info:
+            raise_for_problem(r)
+        shown = orjson.dumps(info.value.to_problem()).decode()
+        assert "7f9c" not in shown and "10.1.2.3" not in shown
+        assert info.value.detail == f"an internal service answered HTTP {status} (request id rid-foreign)"
 
 
 async def test_default_pooled_transport_maps_faults_right(upstream: FaultServer) -> None:

@@ -6,21 +6,44 @@ deadline propagation, streaming pass-through).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.logs import JsonFormatter
 from app.main import create_app
 from app.settings import BUILTIN_PLUGINS
 from tests.app.echo_plugin import Cues, echo_plugin
 from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """The `faas.*` log lines written meanwhile, as the JSON formatter writes them (request id included)."""
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(JsonFormatter().format(record)))
+
+    handler = Collect(logging.INFO)
+    logger = logging.getLogger("faas")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
@@ -212,13 +235,17 @@ async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> 
             r = await c.get("/health/ready")
             assert r.status_code == 200, r.text
             check = r.json()["checks"]["plugins"]["echo"]
-            assert check["ok"] is True and check["url"] == url and check["breaker"] == "closed"
+            assert check["ok"] is True and check["breaker"] == "closed"
             await served.__aexit__(None, None, None)
             served = None
-            r = await c.get("/health/ready")
+            with captured_logs() as lines:
+                r = await c.get("/health/ready")
             assert r.status_code == 503
             check = r.json()["checks"]["plugins"]["echo"]
             assert check["ok"] is False and check["error"] == "ConnectError"
+            # The report is public: the upstream's address is the operator's, in the log.
+            assert url.removeprefix("http://") not in r.text
+            assert any(url in line["msg"] and line["request_id"] == r.headers["x-request-id"] for line in lines)
     finally:
         if served is not None:
             await served.__aexit__(None, None, None)
@@ -236,11 +263,18 @@ async def test_remote_mode_without_a_reachable_upstream_is_503_not_500(database_
         async with asgi_client(m.app, authorization=f"Bearer {ADMIN_KEY}") as admin:
             tenant = await new_tenant(admin)
         async with asgi_client(m.app, authorization=f"Bearer {tenant['api_key']}") as c:
-            r = await c.get("/api/v1/rag/-/info")
+            with captured_logs() as lines:
+                r = await c.get("/api/v1/rag/-/info")
             metrics = (await c.get("/metrics")).text
     assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:unavailable"
     assert 'faas_client_attempts_total{method="GET",outcome="connect_error",upstream="rag"} 2.0' in metrics
     assert 'faas_client_retries_total{reason="connect",upstream="rag"} 1.0' in metrics
+    # The tenant learns what it can act on, and the request id to quote; the operator's log has the address.
+    rid = r.headers["x-request-id"]
+    detail = r.json()["detail"]
+    assert detail == f"the rag service is unreachable; retry in a moment (request id {rid})"
+    assert "127.0.0.1" not in r.text and dead.rsplit(":", 1)[1] not in r.text
+    assert any(dead in line["msg"] and line["request_id"] == rid for line in lines)
 
 
 async def test_one_tenants_failing_requests_never_open_the_breaker_for_the_others(database_url: str) -> None:
