@@ -135,6 +135,13 @@ class UpstreamTimeout(ServiceError):
     status, slug, title = 504, "upstream-timeout", "Upstream timed out"
 
 
+def operator_detail(exc: ServiceError) -> str:
+    """The detail for the operator's own records: a public error raised `from` the one it stands for keeps that
+    one's words, which the tenant was not shown."""
+    cause = exc.__cause__
+    return cause.detail if isinstance(cause, ServiceError) else exc.detail
+
+
 def with_request_id(text: str) -> str:
     """`text` naming the current request id: what a tenant quotes to the operator, who finds the cause in the log."""
     rid = current_request_id()

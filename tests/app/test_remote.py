@@ -6,42 +6,30 @@ deadline propagation, streaming pass-through).
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.logs import JsonFormatter
 from app.main import create_app
 from app.settings import BUILTIN_PLUGINS
 from tests.app.echo_plugin import Cues, echo_plugin
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
+from tests.conftest import (
+    ADMIN_KEY,
+    INTERNAL_SECRET,
+    asgi_client,
+    captured_logs,
+    make_settings,
+    new_tenant,
+    remote_env,
+    serve_app,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-@contextmanager
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """The `faas.*` log lines written meanwhile, as the JSON formatter writes them (request id included)."""
-    lines: list[dict[str, Any]] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(JsonFormatter().format(record)))
-
-    handler = Collect(logging.INFO)
-    logger = logging.getLogger("faas")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
 
 
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
