@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
             db = Database(settings.database_url)
             await db.connect()
             stack.push_async_callback(db.disconnect)
-            behind = await migrations.pending(db)
+            heads = migrations.heads()  # read once: /health/ready compares the database with these
+            behind = await migrations.pending(db, heads)
             if behind:
                 raise StartupError(
                     f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`"
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin] | 
                 "db": db,
                 "tenants": TenantStore(db, key_cache_seconds=settings.auth_cache_seconds),
                 "services": services,
+                "readiness": health.Readiness(db, services, heads),
                 "clients": clients,
                 "metrics": metrics,
                 "openapi": document,

@@ -74,6 +74,12 @@ async def test_database_stopped_under_a_running_server_is_503_then_recovers(
             assert r.json()["type"] == "urn:faas:problem:unavailable" and int(r.headers["retry-after"]) >= 1
             assert f"request id {r.headers['x-request-id']}" in r.json()["detail"]
             assert not [line for line in lines if line["level"] == "error"]  # no "unhandled error" trace
+
+            async def ready(status: int) -> None:
+                r = await c.get("/health/ready")
+                assert r.status_code == status and r.json()["checks"]["database"]["ok"] is (status == 200)
+
+            await eventually(lambda: ready(503))
             await asyncio.to_thread(start_embedded, data)
 
             async def back() -> None:
@@ -81,6 +87,7 @@ async def test_database_stopped_under_a_running_server_is_503_then_recovers(
                 assert r.status_code == 200, r.text
 
             await eventually(back)  # the same app: nothing restarted
+            await eventually(lambda: ready(200))
 
 
 async def test_a_connection_lost_under_a_query_is_503(own_server: tuple[Path, str]) -> None:
