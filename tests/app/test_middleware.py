@@ -118,6 +118,37 @@ async def test_metrics_count_requests_by_route_template(admin: httpx.AsyncClient
     )
 
 
+HOSTILE_HEADERS = [
+    {"x-faas-deadline-ms": "9" * 400},
+    {"x-faas-deadline-ms": "9" * 5000},
+    {"x-faas-deadline-ms": "-5"},
+    {"x-faas-deadline-ms": "nan"},
+    {"x-faas-signature": "v2=00", "x-faas-timestamp": "9" * 400, "x-tenant-id": "ten_x"},
+    {"x-faas-signature": "v2=00", "x-faas-timestamp": "-" + "9" * 400, "x-tenant-id": "ten_x"},
+    {"x-faas-signature": "v2=\xe9\xff", "x-faas-timestamp": "1", "x-faas-nonce": "\xe9" * 32, "x-tenant-id": "t"},
+    {"content-length": "9" * 400},
+    {"content-length": "9" * 5000},
+    {"content-length": "-1"},
+    {"traceparent": "00-" + "a" * 4000},
+    {"x-request-id": "\xe9" * 300},
+    {"authorization": "Bearer " + "\xe9" * 10},
+    {"authorization": "Basic x"},
+    {"idempotency-key": "9" * 400},
+]
+
+
+async def test_no_header_value_is_a_500(database_url: str) -> None:
+    """Any route, with or without auth: a header parsed as a number, a trace or a request id is 4xx at worst
+    (a 400-digit X-Faas-Deadline-Ms or X-Faas-Timestamp was a 500 on every route)."""
+    app = create_app(make_settings(database_url, FAAS_INTERNAL_SECRET="test-internal-secret-0123456789"))
+    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        for hostile in HOSTILE_HEADERS:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hostile.items()]
+            for path in ("/health/live", "/health/ready", "/api/v1/prompts", "/api/v1/admin/tenants", "/v1/models"):
+                r = await c.get(path, headers=raw)
+                assert r.status_code < 500, (hostile, path, r.status_code, r.text)
+
+
 async def test_access_log_is_json_with_the_request_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(make_settings(database_url, FAAS_ACCESS_LOG="on"))
     with caplog.at_level(logging.INFO, logger="faas.access"):
