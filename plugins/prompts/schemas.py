@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, RootModel, Tag, model_validator
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
 
 from app.routing import Schema
 
@@ -143,6 +143,17 @@ class LabelPublic(Schema):
 
 
 class RenderIn(Schema):
+    # The document states the one-selector rule too, so a client (and the contract suite) knows both is refused.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["label", "version"],
+                "properties": {"label": {"type": "string"}, "version": {"type": "integer"}},
+            }
+        },
+    )
+
     label: Label | None = Field(default=None, description="Render the version this label points at")
     version: Positive | None = Field(default=None, description="Render this version")
     variables: dict[str, Any] = Field(default_factory=dict)
