@@ -2,12 +2,14 @@
 
 `authenticate` is called by every `ApiRoute` before its endpoint, with the route's declared auth level.
 The tenant always comes from the key (or, for service-to-service calls, from a verified signature);
-a tenant header sent by an outside client is never read.
+a tenant header sent by an outside client is never read, nor is its deadline header: only a verified signed call
+may bound the time this deployment spends on it (`Principal.deadline`, applied by app.routing).
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +31,7 @@ class Principal:
     key_id: str | None = None
     admin: bool = False
     internal: bool = False
+    deadline: float | None = None  # seconds the signed caller still waits (its X-Faas-Deadline-Ms)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -49,8 +52,8 @@ async def authenticate(request: Request, level: Auth) -> Principal | None:
         return _admin(request, settings)
     verifier = getattr(request.state, "internal_verifier", None)
     if verifier is not None and verifier.is_signed(request):
-        tenant_id = await verifier.verify(request)
-        return _bind(request, Principal(tenant_id=tenant_id, internal=True))
+        verified = await verifier.verify(request)
+        return _bind(request, Principal(tenant_id=verified.tenant_id, internal=True, deadline=verified.deadline))
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("an API key is required: send `Authorization: Bearer <api key>`")
@@ -76,7 +79,8 @@ def _admin(request: Request, settings: Settings) -> Principal:
 
 def _bind(request: Request, principal: Principal) -> Principal:
     request.scope[TENANT_SCOPE_KEY] = principal.tenant_id
-    context.bind(tenant_id=principal.tenant_id)
+    deadline = None if principal.deadline is None else time.monotonic() + principal.deadline
+    context.bind(tenant_id=principal.tenant_id, deadline=deadline)
     return principal
 
 

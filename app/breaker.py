@@ -192,6 +192,16 @@ class Breaker:
     def record_success(self) -> None:
         self._settle(self._own_attempt(), failed=False)
 
+    def abstain(self) -> None:
+        """Decide nothing about the current call (e.g. the caller's own deadline cut it short): the count stays, and
+        a trial slot it held is freed for the next caller."""
+        attempt = self._own_attempt()
+        if attempt is None or attempt.decided:
+            return
+        attempt.decided = True
+        if attempt.trial and attempt.generation == self._generation:
+            self._trial_busy = False
+
     def _own_attempt(self) -> _Attempt | None:
         attempt = _current.get()
         return attempt if attempt is not None and attempt.breaker is self else None

@@ -126,11 +126,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reachable(url: str) -> None:
+    from app.db import Database
+
+    db = Database(url, min_size=1, max_size=1)
+    await db.connect()
+    await db.disconnect()
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     url = database_url(settings, migrate=False)
     from app import migrations
 
+    asyncio.run(_reachable(url))  # alembic's own connection would fail with a traceback
     migrations.upgrade(url)
     print("faas: database schema is at head", file=sys.stderr)
     return 0
@@ -229,14 +238,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _database_url_given() -> bool:
+    try:
+        return Settings.from_env().database_url is not None
+    except ConfigError:
+        return False  # the command itself reports the bad setting
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from app.db import DatabaseUnavailable
+
     args = parser().parse_args(argv)
     if getattr(args, "workers", 1) < 1:
         return _fail("--workers must be 1 or more")
+    given = _database_url_given()  # before `serve` points DATABASE_URL at the embedded server
     try:
         code: int = args.func(args)
     except (ConfigError, StartupError) as exc:
         return _fail(str(exc))
+    except DatabaseUnavailable as exc:
+        if given:
+            return _fail(f"cannot connect to DATABASE_URL ({exc.reason}): check the URL and that PostgreSQL runs there")
+        return _fail(f"cannot connect to the embedded database under FAAS_DATA_DIR ({exc.reason})")
     except KeyboardInterrupt:
         return 130
     return code

@@ -1,11 +1,18 @@
 """The database seam: one `databases.Database` over asyncpg, the embedded server, and schema checks.
 
-Only this module and the plugins' stores touch the `databases` library. `Database` adds nothing but a URL
-normaliser and a health probe; stores receive it from the lifespan and never open connections themselves.
+Only this module and the plugins' stores touch the `databases` library. `Database` adds a URL normaliser, a
+health probe and the mapping of an unreachable PostgreSQL to `DatabaseUnavailable`; stores receive it from the
+lifespan and never open connections themselves.
+
+PostgreSQL going away under a running server is a 503 with `Retry-After`, never a 500: a failure to connect (the
+pool's `connect`, with a bounded timeout) raises `DatabaseUnavailable`, and a connection lost in the middle of a
+query (the server shut down, crashed or dropped it) is answered the same (`handle_database_unavailable`). asyncpg's
+pool replaces a closed connection on the next acquire, so the service recovers by itself when the database is back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +24,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import InvalidInput, problem_response
+from app.errors import DeploymentUnavailable, InvalidInput, problem_response, with_request_id
 
 log = logging.getLogger("faas.db")
 
@@ -43,6 +50,47 @@ def plain_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql"))
 
 
+# Why a connection could not be made that says "the database is not there for us now", not "this query is wrong".
+_CANNOT_CONNECT = (
+    OSError,  # refused, unreachable, no such socket, DNS
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # a password rotated under us
+    asyncpg.exceptions.InvalidCatalogNameError,  # the database is gone
+)
+# A connection lost while in use: the server shut down, crashed, or dropped it.
+CONNECTION_LOST = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+CONNECT_TIMEOUT = 5.0
+
+
+class DatabaseUnavailable(DeploymentUnavailable):
+    """PostgreSQL cannot be reached (or refuses this deployment): retry shortly. `reason` is for the operator."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(with_request_id("the database is unavailable; retry in a few seconds"), cause="database")
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().rstrip(":") or type(exc).__name__
+
+
+async def _connect(*args: Any, **kwargs: Any) -> Any:
+    """asyncpg's connect for the pool, with a bounded wait and an unreachable database as `DatabaseUnavailable`."""
+    kwargs.setdefault("timeout", CONNECT_TIMEOUT)
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except _CANNOT_CONNECT as exc:
+        raise DatabaseUnavailable(_reason(exc)) from exc
+
+
 class Database(databases.Database):
     """A connection pool. Open with `await db.connect()`; every query runs on a pooled connection."""
 
@@ -50,6 +98,7 @@ class Database(databases.Database):
         # asyncpg's default reset on every release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) costs a round
         # trip per query; no code here sets session state outside a transaction, so a rollback guard is enough.
         options.setdefault("reset", _reset)
+        options.setdefault("connect", _connect)
         super().__init__(plain_url(url), min_size=min_size, max_size=max_size, **options)
 
     async def fetchrow_raw(self, sql: str, *args: Any) -> Any:
@@ -85,7 +134,19 @@ async def handle_data_error(request: Request, exc: Exception) -> Response:
     )
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {asyncpg.exceptions.DataError: handle_data_error}
+async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After when the database cannot be reached, or a connection died under a query (the server
+    stopped or crashed); the reason goes to the log once, with the request id."""
+    error = exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable(_reason(exc))
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error.reason)
+    return problem_response(error, instance=request.url.path)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    asyncpg.exceptions.DataError: handle_data_error,
+    DatabaseUnavailable: handle_database_unavailable,
+    **dict.fromkeys(CONNECTION_LOST, handle_database_unavailable),
+}
 
 
 def start_embedded(data_dir: Path) -> str:

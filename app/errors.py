@@ -3,6 +3,11 @@
 Each class has a stable `type` URI and an HTTP status. `problem_response` renders one; `error_from_problem`
 turns the same JSON back into the same class, so a remote plugin raises exactly what a direct one would.
 Unexpected exceptions render as a 500 problem without a stack trace (the trace goes to the log).
+
+`DeploymentUnavailable` is the one 503 that says "this deployment cannot serve anything right now" (its database
+is down, its memory of signed calls is full). It marks its response with `X-Faas-Unavailable`, which a calling
+deployment's breaker counts (app.http_client); the marker is not relayed, so a caller two hops away never mistakes
+a deeper deployment's outage for its direct upstream's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from app.context import current_request_id
 log = logging.getLogger("faas.errors")
 PROBLEM_BASE = "urn:faas:problem:"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+UNAVAILABLE_HEADER = "X-Faas-Unavailable"
 
 
 class ServiceError(Exception):
@@ -113,8 +119,33 @@ class Unavailable(ServiceError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 
 
+class DeploymentUnavailable(Unavailable):
+    """This deployment cannot serve now, whatever the request (`cause` names why, e.g. "database").
+
+    Same `type` as `Unavailable`, so a tenant sees one stable problem and a remote caller rebuilds `Unavailable`
+    (without the marker header): only the deployment that is itself unavailable says so.
+    """
+
+    def __init__(self, detail: str | None = None, *, cause: str, retry_after: int = 2, **kw: Any) -> None:
+        headers = {"Retry-After": str(retry_after), UNAVAILABLE_HEADER: cause, **(kw.pop("headers", None) or {})}
+        super().__init__(detail, headers=headers, **kw)
+
+
 class UpstreamTimeout(ServiceError):
     status, slug, title = 504, "upstream-timeout", "Upstream timed out"
+
+
+def operator_detail(exc: ServiceError) -> str:
+    """The detail for the operator's own records: a public error raised `from` the one it stands for keeps that
+    one's words, which the tenant was not shown."""
+    cause = exc.__cause__
+    return cause.detail if isinstance(cause, ServiceError) else exc.detail
+
+
+def with_request_id(text: str) -> str:
+    """`text` naming the current request id: what a tenant quotes to the operator, who finds the cause in the log."""
+    rid = current_request_id()
+    return f"{text} (request id {rid})" if rid else text
 
 
 def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
@@ -193,12 +224,16 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(err, instance=request.url.path)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def unexpected_problem(method: str, path: str) -> Response:
+    """Log the exception being handled (with its trace) and answer a 500 problem without it."""
+    log.exception("unhandled error on %s %s", method, path)
     return problem_response(
-        ServiceError("an unexpected error occurred; the request id identifies it in the logs"),
-        instance=request.url.path,
+        ServiceError("an unexpected error occurred; the request id identifies it in the logs"), instance=path
     )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_problem(request.method, request.url.path)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -1,8 +1,19 @@
-"""Liveness, readiness, metrics and the OpenAPI document: the routes that need no key."""
+"""Liveness, readiness, metrics and the OpenAPI document: the routes that need no key.
+
+Readiness is public, so it must be cheap and must not let anyone load the database or the upstreams through it:
+`Readiness` (built once by the lifespan, with the migration heads it read at start-up) checks at most once a
+second per replica (`ttl`) and every caller meanwhile, however many, gets that report. A check is one database
+round trip (the recorded revisions, which also proves the database reachable) and each plugin's own probe, all
+bounded by a timeout, in parallel.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
+from collections.abc import Set
 from typing import Any, cast
 
 from pydantic import Field
@@ -11,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app import migrations
+from app.db import Database, DatabaseUnavailable
 from app.http_client import without_credentials
 from app.metrics import metrics_endpoint
 from app.openapi import openapi_endpoint
@@ -18,6 +30,8 @@ from app.plugin_kit import PluginService
 from app.plugins import Services
 from app.routing import api_route, json_response
 from app.schemas import Schema
+
+log = logging.getLogger("faas.health")
 
 
 class Live(Schema):
@@ -34,29 +48,78 @@ async def live(request: Request) -> Response:
     return json_response(Live(status="ok"))
 
 
+# What a plugin's probe may say in public: whether it is ok, its breaker's state, an HTTP status or an exception
+# class. Anything else a probe returns (an upstream's URL, provider deployment ids) goes to the log only.
+_PUBLIC = ("ok", "breaker", "status", "error", "latency_ms")
+_CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,80}$")
+
+
 async def _plugin_check(name: str, service: PluginService) -> tuple[str, dict[str, Any]]:
     try:
         async with asyncio.timeout(2.0):
             result = await service.ready()
     except Exception as exc:  # a failing probe is a reported check, not a 500
-        return name, {"ok": False, "error": without_credentials(f"{type(exc).__name__}: {exc}")[:300]}
-    return name, {**result, "ok": bool(result.get("ok", True))}
+        log.warning("readiness of %s failed: %s: %s", name, type(exc).__name__, without_credentials(str(exc)))
+        return name, {"ok": False, "error": type(exc).__name__}
+    report = result if isinstance(result, dict) else {"ok": bool(result)}
+    ok = bool(report.get("ok", True))
+    if not ok:
+        log.warning("readiness of %s: %s", name, without_credentials(str(report)))
+    public = {k: v for k, v in report.items() if k in _PUBLIC}
+    if not _CLASS_NAME.match(str(public.get("error", ""))):
+        public.pop("error", None)  # a message, not an exception class: it may name what the public must not see
+    return name, {**public, "ok": ok}
+
+
+class Readiness:
+    def __init__(self, db: Database, services: Services, heads: Set[str], *, ttl: float = 1.0) -> None:
+        self.db = db
+        self.services = services
+        self.heads = frozenset(heads)
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+        self._report: tuple[float, Ready, int] | None = None
+
+    async def report(self) -> tuple[Ready, int]:
+        """The latest report and its status, checked again when older than `ttl` (by one caller at a time)."""
+        cached = self._report
+        if cached is None or cached[0] <= time.monotonic():
+            async with self._lock:
+                cached = self._report
+                if cached is None or cached[0] <= time.monotonic():
+                    body, status = await self._check()
+                    cached = self._report = (time.monotonic() + self.ttl, body, status)
+        return cached[1], cached[2]
+
+    async def _database(self) -> dict[str, Any]:
+        """The database and migrations checks, from one round trip."""
+        try:
+            async with asyncio.timeout(2.0):
+                behind = await migrations.pending(self.db, self.heads)
+        except Exception as exc:  # an unreachable database is a reported check, not a 500
+            why = exc.reason if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+            log.warning("readiness: the database is unreachable: %s", why)
+            return {"database": {"ok": False}}
+        return {
+            "database": {"ok": True},
+            "migrations": {"ok": not behind, **({"pending": sorted(behind)} if behind else {})},
+        }
+
+    async def _check(self) -> tuple[Ready, int]:
+        database, *plugins = await asyncio.gather(
+            self._database(), *(_plugin_check(n, cast(PluginService, s)) for n, s in self.services.items())
+        )
+        checks: dict[str, Any] = {**database, "plugins": dict(plugins)}
+        ok = all(c["ok"] for c in database.values()) and all(c["ok"] for c in checks["plugins"].values())
+        return Ready(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
 
 
 async def ready(request: Request) -> Response:
-    """Ready to take traffic: database reachable, schema at head, and every opened service ready."""
-    db = request.state.db
-    checks: dict[str, Any] = {}
-    reachable = await db.ping()
-    checks["database"] = {"ok": reachable}
-    if reachable:
-        behind = await migrations.pending(db)
-        checks["migrations"] = {"ok": not behind, **({"pending": sorted(behind)} if behind else {})}
-    services: Services = request.state.services
-    results = await asyncio.gather(*(_plugin_check(n, cast(PluginService, s)) for n, s in services.items()))
-    checks["plugins"] = dict(results)
-    ok = all(c["ok"] for k, c in checks.items() if k != "plugins") and all(c["ok"] for c in checks["plugins"].values())
-    return json_response(Ready(status="ok" if ok else "unavailable", checks=checks), status=200 if ok else 503)
+    """Ready to take traffic: database reachable, schema at head, and every opened service ready (checked at most
+    once a second; every caller meanwhile gets the same report)."""
+    readiness: Readiness = request.state.readiness
+    body, status = await readiness.report()
+    return json_response(body, status=status)
 
 
 def routes() -> list[BaseRoute]:

@@ -4,14 +4,32 @@ Every call runs inside an overall deadline (the remaining time goes to the upstr
 each try inside a per-try timeout, and each try through the upstream's `Breaker`. Retries use `backoff`'s
 exponential generator with full jitter, honour `Retry-After` (seconds or HTTP date, capped), happen only for
 connect errors and 408/429/502/503/504, only for GET/HEAD/OPTIONS/PUT/DELETE or a request with an
-`Idempotency-Key`, and only while the retry budget allows. Requests are signed (app.signing) when a secret is set.
+`Idempotency-Key`, and only while the retry budget allows. Every try is signed afresh (app.signing) when a secret
+is set: a new timestamp and nonce, so the upstream never takes a retry for a replay.
 HTTP answers come back as responses (`raise_for_problem` turns a problem into its exception); transport failures,
 an open breaker and a passed deadline raise `ServiceError`s, so a caller sees the same errors as in direct mode.
+Their details name the service and the request id, never the upstream's address: that goes to the log.
+
+What the breaker counts. The breaker stands for one question, "can this deployment serve anyone?", so that one
+tenant's requests can never close it for the others. A try counts as a failure of the deployment when:
+  - it could not connect (refused, unreachable, connect timeout);
+  - no answer came within the per-try timeout (`FAAS_<NAME>_CLIENT_TIMEOUT`), or the connection broke before or
+    during the answer;
+  - the answer is 502, 503 or 504 and is not one of our problem documents (`application/problem+json`): a proxy,
+    load balancer or the server in front of the app answered for a deployment that is down, missing or overloaded;
+  - the answer is a 503 problem marked `X-Faas-Unavailable`: the deployment says it cannot serve anything now
+    (its database is down, its memory of signed calls is full; `DeploymentUnavailable`).
+Every other answer proves the deployment up and counts as a success: any 2xx-4xx, a 500 problem (an unexpected
+error while handling that one request, e.g. its content broke a template), and a 502/503/504 problem without the
+marker (something beyond the deployment failed for that request: an LLM provider, a third deployment, a breaker
+of its own, the request's deadline). A try cut short by the call's own deadline, which is shorter than the per-try
+timeout, decides nothing: a caller in a hurry says nothing about the deployment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import deque
@@ -28,14 +46,36 @@ from pydantic import BaseModel
 from app import codec, context
 from app.breaker import Breaker, CircuitOpen
 from app.client_metrics import ClientMetrics
-from app.errors import ServiceError, Unavailable, UpstreamFailed, UpstreamTimeout, error_from_problem
+from app.errors import (
+    PROBLEM_BASE,
+    PROBLEM_MEDIA_TYPE,
+    UNAVAILABLE_HEADER,
+    ServiceError,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_from_problem,
+    with_request_id,
+)
 from app.http_transport import pooled_transport
 from app.settings import ClientSettings, Secret, Settings
-from app.signing import DEADLINE_HEADER, sign
+from app.signing import DEADLINE_HEADER, IDEMPOTENCY_HEADER, sign
 
+log = logging.getLogger("faas.client")
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def deployment_failed(response: httpx.Response) -> bool:
+    """Whether an answer says the deployment itself is down or unavailable (see the module docstring)."""
+    if response.status_code not in UNAVAILABLE_STATUSES:
+        return False
+    if UNAVAILABLE_HEADER in response.headers:
+        return True
+    media_type: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type != PROBLEM_MEDIA_TYPE
 
 
 def without_credentials(text: str) -> str:
@@ -189,12 +229,14 @@ class ServiceHTTPClient:
                 yield chunk
         except httpx.TransportError as exc:
             self.breaker.record_failure()
-            raise UpstreamFailed(f"{self.name} broke off the stream: {type(exc).__name__}") from exc
+            log.warning("%s broke off the stream of %s %s: %s: %s", self.name, method, path, type(exc).__name__, exc)
+            raise UpstreamFailed(with_request_id(f"the {self.name} service broke off its answer")) from exc
         finally:
             await response.aclose()
 
     async def probe(self, path: str = "/health/live", wait: float = 1.0) -> dict[str, Any]:
-        """Reachability for /health/ready: one plain try, outside the breaker and the retry budget."""
+        """Reachability for /health/ready: one plain try, outside the breaker and the retry budget. The report is
+        public, so it holds no address; a failed probe is logged with the upstream's URL."""
         started = time.perf_counter()
         detail: dict[str, Any]
         try:
@@ -202,9 +244,9 @@ class ServiceHTTPClient:
             ok, detail = response.status_code < 500, {"status": response.status_code}
         except httpx.HTTPError as exc:
             ok, detail = False, {"error": type(exc).__name__}
+            log.warning("%s at %s is unreachable: %s: %s", self.name, without_credentials(self.base_url), *_why(exc))
         return {
             "ok": ok,
-            "url": without_credentials(self.base_url),
             "breaker": self.breaker.state,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             **detail,
@@ -281,8 +323,16 @@ class ServiceHTTPClient:
                 self.metrics.giveup(self.name, giveup)
                 if response is not None:
                     return response
+                log.warning(
+                    "%s is unreachable at %s after %d tries (%s): %s: %s",
+                    self.name,
+                    without_credentials(self.base_url),
+                    tries,
+                    giveup,
+                    *_why(last_error),
+                )
                 raise Unavailable(
-                    f"{self.name} is unreachable at {self.base_url} after {tries} tries ({last_error})",
+                    with_request_id(f"the {self.name} service is unreachable; retry in a moment"),
                     headers={"Retry-After": "1"},
                 ) from last_error
             if response is not None:
@@ -317,13 +367,17 @@ class ServiceHTTPClient:
             timeout=timeout,
         )
         if self._secret:
+            sent = request.headers
             request.headers.update(
                 sign(
                     self._secret,
                     method=method,
                     target=request.url.raw_path.decode("ascii"),
-                    tenant=request.headers.get("x-tenant-id", ""),
-                    request_id=request.headers.get("x-request-id", ""),
+                    host=sent.get("host", ""),
+                    tenant=sent.get("x-tenant-id", ""),
+                    request_id=sent.get("x-request-id", ""),
+                    deadline=sent.get(DEADLINE_HEADER, ""),
+                    idempotency_key=sent.get(IDEMPOTENCY_HEADER, ""),
                     body=body,
                 )
             )
@@ -341,19 +395,23 @@ class ServiceHTTPClient:
                                 await response.aclose()
                 except (httpx.ConnectError, httpx.ConnectTimeout):
                     outcome = "connect_error"
-                    raise
+                    raise  # the guard counts it: the deployment cannot be reached
                 except (httpx.TimeoutException, TimeoutError) as exc:
                     outcome = "timeout"
+                    if per_try < self.options.timeout:
+                        self.breaker.abstain()  # the call's own deadline ran out first
+                    log.warning("%s did not answer %s %s within %.3gs", self.name, method, path, per_try)
                     raise _GiveUp(
-                        UpstreamTimeout(f"{self.name} did not answer {method} {path} within {per_try:.3g}s")
+                        UpstreamTimeout(with_request_id(f"the {self.name} service did not answer in time"))
                     ) from exc
                 except httpx.TransportError as exc:
                     outcome = "broken"
+                    log.warning("%s broke off %s %s: %s: %s", self.name, method, path, *_why(exc))
                     raise _GiveUp(
-                        UpstreamFailed(f"{self.name} broke off {method} {path}: {type(exc).__name__}")
+                        UpstreamFailed(with_request_id(f"the {self.name} service broke off its answer"))
                     ) from exc
                 outcome = str(response.status_code)
-                if response.status_code >= 500:
+                if deployment_failed(response):
                     self.breaker.record_failure()
         except CircuitOpen as exc:
             outcome = "circuit_open"
@@ -363,6 +421,17 @@ class ServiceHTTPClient:
         return response
 
 
+def _where(response: httpx.Response) -> str:
+    try:
+        return f"{response.request.method} {response.request.url.path}"
+    except RuntimeError:  # a response built without its request
+        return "an upstream"
+
+
+def _why(exc: BaseException | None) -> tuple[str, str]:
+    return (type(exc).__name__, str(exc)) if exc is not None else ("", "")
+
+
 def raise_for_problem(response: httpx.Response) -> httpx.Response:
     """Raise the `ServiceError` a problem response stands for (the same class the remote side raised)."""
     if response.status_code < 400:
@@ -370,7 +439,11 @@ def raise_for_problem(response: httpx.Response) -> httpx.Response:
     try:
         body = response.json()
     except ValueError:
-        body = {"detail": response.text[:500] or response.reason_phrase}
+        body = None
+    if not isinstance(body, dict) or not str(body.get("type", "")).startswith(PROBLEM_BASE):
+        # Not a problem of ours (a proxy's error page, say): its text may name internal hosts, so it is logged.
+        log.warning("%s answered HTTP %d: %.500s", _where(response), response.status_code, response.text)
+        body = {"detail": with_request_id(f"an internal service answered HTTP {response.status_code}")}
     raise error_from_problem(response.status_code, body, dict(response.headers))
 
 

@@ -28,6 +28,7 @@ from app.jobs.registry import job_kinds
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.plugins import Layout, Plugin, PluginContext, Services, StartupError, discover, resolve
+from app.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from app.routing import link_allowed, mount
 from app.settings import Settings
 from app.signing import InternalVerifier
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
             db = Database(settings.database_url)
             await db.connect()
             stack.push_async_callback(db.disconnect)
-            behind = await migrations.pending(db)
+            heads = migrations.heads()  # read once: /health/ready compares the database with these
+            behind = await migrations.pending(db, heads)
             if behind:
                 raise StartupError(
                     f"the database schema is behind (missing {', '.join(sorted(behind))}): run `faas migrate`"
@@ -115,11 +117,12 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                     )
                 )
             log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
-            verifier = (
-                {"internal_verifier": InternalVerifier(settings.internal_secret.get())}
-                if settings.internal_secret
-                else {}
-            )
+            verifier: dict[str, InternalVerifier] = {}
+            if settings.internal_secret:
+                # Signed calls are accepted once: remembered across replicas in Redis when there is one.
+                seen: ReplayGuard = RedisReplayGuard(settings.redis_url) if settings.redis_url else MemoryReplayGuard()
+                stack.push_async_callback(seen.aclose)
+                verifier["internal_verifier"] = InternalVerifier(settings.internal_secret.get(), seen=seen)
             state = {
                 **verifier,
                 "settings": settings,
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                 "tenants": TenantStore(db, key_cache_seconds=settings.auth_cache_seconds),
                 "services": services,
                 "jobs": jobs,
+                "readiness": health.Readiness(db, services, heads),
                 "clients": clients,
                 "metrics": metrics,
                 "openapi": document,

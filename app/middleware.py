@@ -6,7 +6,6 @@ is a few dictionary operations.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -14,9 +13,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import context
-from app.errors import PayloadTooLarge, UpstreamTimeout, problem_response
+from app.errors import PayloadTooLarge, problem_response, unexpected_problem
 from app.metrics import Metrics
-from app.signing import DEADLINE_HEADER
 
 access_log = logging.getLogger("faas.access")
 
@@ -37,14 +35,10 @@ class RequestContextMiddleware:
         incoming = context.parse_traceparent(headers.get("traceparent"))
         trace = incoming.child() if incoming else context.new_trace()
         context.bind(request_id=request_id, traceparent=trace.header)
-        budget = _deadline_seconds(headers.get(DEADLINE_HEADER))
-        if budget is not None:
-            context.bind(deadline=time.monotonic() + budget)
         scope["faas.request_id"] = request_id
         scope["faas.trace"] = trace
         status = 500
         responded = False
-        limit_cm: asyncio.Timeout | None = None
 
         async def send_with_ids(message: Message) -> None:
             nonlocal status, responded
@@ -53,10 +47,6 @@ class RequestContextMiddleware:
                 out = MutableHeaders(scope=message)
                 out["x-request-id"] = request_id
                 out["traceparent"] = trace.header
-                if limit_cm is not None and not limit_cm.expired():
-                    # The deadline bounds the wait for an answer (the caller's client bounds no more): once it
-                    # starts, a stream runs as long as the caller reads it.
-                    limit_cm.reschedule(None)
             await send(message)
 
         try:
@@ -84,22 +74,13 @@ class RequestContextMiddleware:
             return message
 
         try:
-            if budget is None:
-                await self.app(scope, limited_receive, send_with_ids)
-            else:
-                # The caller stops waiting at its deadline, so work past it is wasted: stop it here too.
-                limit_cm = asyncio.timeout(budget)
-                try:
-                    async with limit_cm:
-                        await self.app(scope, limited_receive, send_with_ids)
-                except TimeoutError:
-                    if not limit_cm.expired():
-                        raise
-                    if not responded:
-                        await problem_response(
-                            UpstreamTimeout(f"the caller's deadline ({DEADLINE_HEADER}) passed before an answer"),
-                            instance=scope["path"],
-                        )(scope, receive, send_with_ids)
+            await self.app(scope, limited_receive, send_with_ids)
+        except Exception:
+            if responded:
+                raise  # too late for a problem: the server logs it and drops the connection
+            # Answered and logged here, once: Starlette's outer error middleware would answer, then re-raise for
+            # the server to log the same error a second time.
+            await unexpected_problem(scope["method"], scope["path"])(scope, receive, send_with_ids)
         finally:
             self._finish(scope, status, started)
 
@@ -128,14 +109,3 @@ class RequestContextMiddleware:
                     "trace_id": getattr(scope.get("faas.trace"), "trace_id", None),
                 },
             )
-
-
-def _deadline_seconds(value: str | None) -> float | None:
-    """The caller's remaining time from the deadline header (milliseconds), or None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        ms = int(value)
-    except ValueError:
-        return None
-    return max(ms, 0) / 1000

@@ -1,14 +1,17 @@
 """Alembic glue: apply migrations, and tell whether a database is at head.
 
-`faas migrate` and the embedded start-up call `upgrade()`; the app's lifespan calls `pending()` and refuses to
-serve a database whose schema is behind, naming `faas migrate` as the fix.
+`faas migrate` and the embedded start-up call `upgrade()`; the app's lifespan reads `heads()` once, calls
+`pending()` and refuses to serve a database whose schema is behind, naming `faas migrate` as the fix;
+/health/ready compares the same heads with `current_revisions()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
@@ -42,14 +45,15 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
 
 
 async def current_revisions(db: Database) -> set[str]:
-    """Revisions recorded in the database (empty when it was never migrated)."""
-    exists = await db.fetch_val("SELECT to_regclass('public.alembic_version') IS NOT NULL")
-    if not exists:
+    """Revisions recorded in the database (empty when it was never migrated): one round trip."""
+    try:
+        rows = await db.fetch_all("SELECT version_num FROM alembic_version")
+    except asyncpg.exceptions.UndefinedTableError:
         return set()
-    rows = await db.fetch_all("SELECT version_num FROM alembic_version")
     return {r["version_num"] for r in rows}
 
 
-async def pending(db: Database) -> set[str]:
-    """Heads the database has not reached yet (empty when the schema is current)."""
-    return heads() - await current_revisions(db)
+async def pending(db: Database, want: Set[str] | None = None) -> set[str]:
+    """Heads the database has not reached yet (empty when the schema is current). `want` is `heads()` when the
+    caller has it already: reading the migration scripts costs far more than the query."""
+    return set(heads() if want is None else want) - await current_revisions(db)

@@ -13,6 +13,7 @@ A path segment starting with `-` is never a path parameter: `/-/...` is each plu
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from app import codec
 from app.auth import Auth, authenticate
-from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType, UpstreamTimeout
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -112,8 +113,19 @@ def link_allowed(routes: Sequence[BaseRoute]) -> None:
 
 def _guarded(endpoint: Endpoint, level: Auth) -> Endpoint:
     async def guarded(request: Request) -> Response:
-        await authenticate(request, level)
-        return await endpoint(request)
+        principal = await authenticate(request, level)
+        if principal is None or principal.deadline is None:
+            return await endpoint(request)
+        # A signed caller stops waiting at its deadline, so work past it is wasted: stop it here too. This bounds
+        # the wait for the response (a stream, once returned, runs as long as the caller reads it).
+        limit = asyncio.timeout(principal.deadline)
+        try:
+            async with limit:
+                return await endpoint(request)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise UpstreamTimeout("the caller's deadline passed before an answer") from None
 
     guarded.__name__ = endpoint.__name__
     guarded.__doc__ = endpoint.__doc__

@@ -4,9 +4,11 @@ Starts an embedded PostgreSQL, then two `faas serve` processes: U serves every p
 against U. One small call (`GET /api/v1/rag/-/info`, tenant key auth) is timed sequentially against U (direct) and
 against F (F authenticates, signs, calls U, U verifies and answers), and p50/p99 printed for both. Then a
 ServiceHTTPClient whose breaker was opened by a 503 upstream is called repeatedly: time per refused call, and the
-number of requests the upstream saw meanwhile (must be 0).
+number of requests the upstream saw meanwhile (must be 0). Last, what a signed call costs in-process: signing one
+try, and remembering its nonce on the receiving side (in memory, or in Redis when REDIS_URL is set, as the servers
+above then do too).
 
-Run: .venv/bin/python benchmarks/remote_overhead.py [--calls 2000]
+Run: .venv/bin/python benchmarks/remote_overhead.py [--calls 2000]   (REDIS_URL=redis://127.0.0.1:6379/0 for Redis)
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from app.breaker import CircuitOpen
 from app.db import Database, start_embedded
 from app.http_client import ServiceHTTPClient
 from app.http_transport import pooled_transport
+from app.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from app.settings import ClientSettings
+from app.signing import new_nonce, sign
 from app.tenancy import TenantStore
 
 SECRET = "bench-internal-secret-0123456789"
@@ -123,6 +127,33 @@ async def breaker_fail_fast(calls: int) -> tuple[list[float], int]:
     return times, seen - before
 
 
+def signing_cost(n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        sign(
+            SECRET,
+            method="GET",
+            target="/api/v1/rag/-/info",
+            host="127.0.0.1:8000",
+            tenant="ten_0123456789abcdef",
+            request_id="0123456789abcdef01234567",
+            body=b"",
+            deadline="29999",
+        )
+    return (time.perf_counter() - started) / n
+
+
+async def replay_cost(guard: ReplayGuard, n: int) -> float:
+    nonces = [new_nonce() for _ in range(n)]
+    expires = time.time() + 60
+    started = time.perf_counter()
+    for nonce in nonces:
+        await guard.first_time(nonce, expires)
+    elapsed = (time.perf_counter() - started) / n
+    await guard.aclose()
+    return elapsed
+
+
 async def main(calls: int, url: str) -> None:
     key = await new_key(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAAS_")}
@@ -148,11 +179,18 @@ async def main(calls: int, url: str) -> None:
         f"  remote overhead: p50 +{(statistics.median(remote) - statistics.median(direct)) * ms:.3f} ms"
         f"  p99 +{(pct(remote, 0.99) - pct(direct, 0.99)) * ms:.3f} ms"
     )
+    redis_url = os.environ.get("REDIS_URL")
+    memory = await replay_cost(MemoryReplayGuard(), 20_000)
+    shared = await replay_cost(RedisReplayGuard(redis_url, prefix="faas:bench:"), 2_000) if redis_url else None
+    print(f"  (replay memory of the servers: {'Redis' if redis_url else 'per replica, in memory'})")
     print(f"breaker open, {len(fast)} calls refused in-process:")
     print(
         f"  fail fast: p50 {statistics.median(fast) * 1e6:.1f} us  p99 {pct(fast, 0.99) * 1e6:.1f} us"
         f"  max {max(fast) * 1e6:.1f} us  upstream requests meanwhile: {upstream_requests}"
     )
+    print(f"a signed call, in-process: sign one try {signing_cost(20_000) * 1e6:.1f} us;", end=" ")
+    print(f"remember its nonce: memory {memory * 1e6:.1f} us", end="")
+    print(f", Redis {shared * 1e6:.1f} us" if shared is not None else "")
 
 
 if __name__ == "__main__":

@@ -257,3 +257,27 @@ async def eventually(check: Callable[[], Awaitable[T]], *, within: float = 10.0,
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """The `faas.*` log lines written meanwhile, as the JSON formatter writes them (with the request id and tenant
+    of the request that wrote each: formatted when written, as in production)."""
+    import json
+    import logging
+
+    from app.logs import JsonFormatter
+
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(JsonFormatter().format(record)))
+
+    handler = Collect(logging.INFO)
+    logger = logging.getLogger("faas")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)

@@ -70,6 +70,16 @@ def test_bad_configuration_exits_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "FAAS_RAG_URL" in lines[0]
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["tenants", "create", "acme"], ["migrate"]])
+def test_database_url_pointing_at_nothing_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    nothing = f"postgresql://faas:s3cret-pw@127.0.0.1:{free_port()}/faas"
+    r = run(command, base_env(DATABASE_URL=nothing), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("faas: ") and "DATABASE_URL" in lines[0], r.stderr
+    assert "s3cret-pw" not in r.stderr
+
+
 def test_serve_refuses_a_database_behind_and_migrate_fixes_it(empty_database: str, tmp_path: Path) -> None:
     env = base_env(DATABASE_URL=empty_database)
     r = run(["serve", "--port", str(free_port())], env, cwd=tmp_path)

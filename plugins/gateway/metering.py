@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.context import current_request_id
-from app.errors import ServiceError
+from app.errors import ServiceError, operator_detail
 from plugins.gateway import wire
 from plugins.gateway.catalog import Deployment, ModelEntry
 from plugins.gateway.ledger import UsageLedger
@@ -72,7 +72,7 @@ class Meter:
                 status=exc.status,
                 reservation=reservation,
                 stream=stream,
-                error=exc.detail,
+                error=operator_detail(exc),
             )
             raise
 

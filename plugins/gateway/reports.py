@@ -3,7 +3,7 @@ policy with this month's spend."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from app.pagination import decode_cursor, encode_cursor
@@ -13,7 +13,8 @@ from plugins.gateway.store import GatewayStore
 
 async def usage_page(store: GatewayStore, *, tenant_id: str, query: UsageQuery) -> UsageList:
     until = query.until or datetime.now(UTC).date()
-    since = query.since or until - timedelta(days=30)
+    # Any date is a valid bound (the OpenAPI document says so); 30 days before one in year 1 is no date at all.
+    since = query.since or max(until, date.min + timedelta(days=30)) - timedelta(days=30)
     if since > until:
         return UsageList(data=[], next_cursor=None)  # an empty range, like any range without usage
     after = decode_cursor(query.cursor)

@@ -4,23 +4,58 @@ The first deployment is drawn by weight, the rest follow by weight as fallbacks.
 429, 5xx or times out, or whose breaker is open, hands the call to the next one; any other error (the request
 itself is wrong) goes back to the client at once. There is one attempt per deployment and no other retry
 loop. A stream may fall back only until its first chunk: after that a failure ends the stream.
+
+Every error leaves the router through `public_error`: the tenant learns the public model, what it can do and the
+request id; the deployment's id, the provider's model name and the provider's own words (an operator's org id in
+a 429, a non-JSON body) go to the log, with the request id, for the operator.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from app.breaker import Breaker
-from app.errors import ServiceError, UpstreamFailed
+from app.breaker import Breaker, CircuitOpen
+from app.errors import ServiceError, UpstreamFailed, error_class_for, with_request_id
 from plugins.gateway.catalog import Deployment, ModelEntry
 from plugins.gateway.wire import ChatProvider, EmbeddingProvider
+
+log = logging.getLogger("faas.gateway.router")
 
 
 def falls_back(exc: ServiceError) -> bool:
     """429, any 5xx (timeouts and open breakers included): another deployment may do better."""
     return exc.status == 429 or exc.status >= 500
+
+
+def _reason(exc: ServiceError) -> str:
+    if isinstance(exc, CircuitOpen):
+        return "its provider is failing; retry shortly"
+    if exc.extra.get("upstream_status") in (401, 403):
+        return "the provider refused the gateway's credentials for this model; tell your operator"
+    if exc.status == 429:
+        return "its provider is rate limiting; retry after the time in Retry-After"
+    if exc.status == 504:
+        return "its provider did not answer in time; retry"
+    if exc.status >= 500:
+        return "its provider failed; retry, or use another model"
+    if exc.status == 404:
+        return "its provider does not serve it now; tell your operator"
+    param = exc.extra.get("param")
+    return f"its provider rejected the request; check {f'`{param}`' if param else 'its parameters'}"
+
+
+def public_error(model: str, exc: ServiceError) -> ServiceError:
+    """What the tenant sees of a deployment's failure: its class, status and retry hint, a message naming the public
+    model and the request id; of its extensions only the provider's status, `code` and `param` survive. Raise it
+    `from exc`: the operator's records (the usage ledger) keep the original words (`app.errors.operator_detail`)."""
+    log.warning("model %s: %s %s %s", model, exc.slug, exc.detail, exc.extra or "")
+    extra = {k: v for k, v in exc.extra.items() if k in ("upstream_status", "code", "param")}
+    retry = {k: v for k, v in exc.headers.items() if k.lower() == "retry-after"}
+    cls = error_class_for(exc.type_uri(), exc.status)
+    return cls(with_request_id(f"model {model}: {_reason(exc)}"), extra=extra, headers=retry)
 
 
 class Router:
@@ -67,14 +102,13 @@ class Router:
 
     @staticmethod
     def _exhausted(entry: ModelEntry, errors: list[ServiceError]) -> ServiceError:
-        if len(errors) == 1:
-            return errors[0]
+        # Every deployment was rate limited: the client should wait, as the last provider said.
         last = errors[-1]
-        # Every deployment was rate limited: the client should wait, as the provider said.
-        if all(e.status == 429 for e in errors):
-            return last
-        tried = "; ".join(e.detail for e in errors)
-        return type(last)(f"every deployment of {entry.name} failed: {tried}", extra=last.extra, headers=last.headers)
+        if len(errors) > 1 and not all(e.status == 429 for e in errors):
+            log.warning("model %s: every deployment failed", entry.name)
+        error = public_error(entry.name, last)
+        error.__cause__ = last
+        return error
 
     async def chat(self, entry: ModelEntry, body: dict[str, Any]) -> tuple[dict[str, Any], Deployment]:
         errors: list[ServiceError] = []
@@ -85,7 +119,7 @@ class Router:
                 return result, dep
             except ServiceError as exc:
                 if not falls_back(exc):
-                    raise
+                    raise public_error(entry.name, exc) from exc
                 errors.append(exc)
         raise self._exhausted(entry, errors)
 
@@ -104,15 +138,15 @@ class Router:
             except ServiceError as exc:
                 await chunks.aclose()  # type: ignore[attr-defined]
                 if not falls_back(exc):
-                    raise
+                    raise public_error(entry.name, exc) from exc
                 errors.append(exc)
                 continue
-            return dep, self._rest(first, chunks, breaker)
+            return dep, self._rest(entry, first, chunks, breaker)
         raise self._exhausted(entry, errors)
 
     @staticmethod
     async def _rest(
-        first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], breaker: Breaker
+        entry: ModelEntry, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], breaker: Breaker
     ) -> AsyncIterator[dict[str, Any]]:
         try:
             yield first
@@ -121,7 +155,7 @@ class Router:
         except ServiceError as exc:
             if exc.status >= 500:
                 breaker.record_failure()
-            raise
+            raise public_error(entry.name, exc) from exc
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 
@@ -136,6 +170,6 @@ class Router:
                 return vectors, tokens, dep
             except ServiceError as exc:
                 if not falls_back(exc):
-                    raise
+                    raise public_error(entry.name, exc) from exc
                 errors.append(exc)
         raise self._exhausted(entry, errors)

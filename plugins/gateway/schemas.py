@@ -60,12 +60,67 @@ class OpenAIBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# What the provider adapters read of the free-form OpenAI objects has a type here, so that a wrong one is the
+# client's 422 (and the OpenAPI document says so) rather than a 500 in an adapter. Everything else in them passes to
+# an OpenAI-compatible upstream as it came; every field here is optional unless an adapter cannot do without it.
+
+
+class ImageURL(OpenAIBody):
+    url: str
+
+
+class ContentPart(OpenAIBody):
+    """A part of a message's content: `text` for a text part, `image_url` for an image; other types pass through."""
+
+    type: str
+    text: str | None = None
+    image_url: ImageURL | None = None
+
+
+class FunctionCall(OpenAIBody):
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = Field(default=None, description="the arguments as a JSON string")
+
+
+class ToolCall(OpenAIBody):
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCall | None = None
+
+
 class ChatMessage(OpenAIBody):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+
+class ToolParameters(OpenAIBody):
+    """A JSON Schema object; the gateway reads `properties` (each a schema object) and `required`."""
+
+    properties: dict[str, dict[str, Any]] | None = None
+    required: list[str] | None = None
+
+
+class FunctionTool(OpenAIBody):
+    name: str
+    description: str | None = None
+    parameters: ToolParameters | None = None
+
+
+class Tool(OpenAIBody):
+    type: str | None = None
+    function: FunctionTool | None = None
+
+
+class ToolChoiceFunction(OpenAIBody):
+    name: str | None = None
+
+
+class ToolChoice(OpenAIBody):
+    type: str | None = None
+    function: ToolChoiceFunction | None = None
 
 
 class StreamOptions(OpenAIBody):
@@ -82,8 +137,9 @@ class ChatCompletionIn(Numbers, OpenAIBody):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | ToolChoice | None = None
+    stop: str | list[str] | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
     cache: CacheOptions | None = None
 
@@ -134,11 +190,11 @@ class ChatIn(Numbers, Schema):
     """`POST /api/v1/gateway/chat`: OpenAI messages in, one assistant message out."""
 
     model: str = Field(default="mock-1", min_length=1, max_length=200)
-    messages: list[dict[str, Any]] = Field(min_length=1, description="OpenAI chat messages")
+    messages: list[ChatMessage] = Field(min_length=1, description="OpenAI chat messages")
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | ToolChoice | None = None
     stop: list[str] | None = None
     cache: CacheOptions | None = None
 

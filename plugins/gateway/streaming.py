@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app import codec
-from app.errors import ServiceError
+from app.errors import ServiceError, operator_detail
 from plugins.gateway import wire
 from plugins.gateway.catalog import Deployment, ModelEntry
 from plugins.gateway.limits import Reservation
@@ -46,7 +46,7 @@ async def sse_events(
         status, error = 200, None
         yield b"data: [DONE]\n\n"
     except ServiceError as exc:
-        status, error = exc.status, exc.detail
+        status, error = exc.status, operator_detail(exc)
         body = {"error": {"message": exc.detail, "type": "upstream_error", "param": None, "code": exc.slug}}
         yield b"data: " + codec.dumps(body) + b"\n\n"
     finally:

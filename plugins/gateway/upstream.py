@@ -11,6 +11,7 @@ through `httpx_aiohttp.AiohttpTransport`; server-sent events are read with httpx
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -36,9 +37,11 @@ log = logging.getLogger("faas.gateway.upstream")
 
 
 def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: str) -> ServiceError:
-    """The ServiceError a provider's error response stands for, with its message and retry hint."""
+    """The ServiceError a provider's error response stands for, with its message and retry hint. The router shows
+    the tenant none of the text (`router.public_error`); an OpenAI-style `code` and `param` (identifiers such as
+    `context_length_exceeded`, `max_tokens`) are kept, so a tenant's SDK can still tell what to change."""
     message = _message(body) or f"HTTP {status}"
-    extra: dict[str, Any] = {"upstream_status": status, "upstream": where}
+    extra: dict[str, Any] = {"upstream_status": status, "upstream": where, **_code_and_param(body)}
     kept: dict[str, str] = {}
     if status == 429:
         retry_after = headers.get("retry-after")
@@ -58,6 +61,19 @@ def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: 
     if status == 504 or status == 408:
         return UpstreamTimeout(f"{where} timed out: {message}", extra=extra)
     return UpstreamFailed(f"{where} failed with HTTP {status}: {message}", extra=extra)
+
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_.\[\]]{0,63}$")
+
+
+def _code_and_param(body: bytes) -> dict[str, str]:
+    try:
+        err = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    if not isinstance(err, dict):
+        return {}
+    return {k: v for k in ("code", "param") if isinstance(v := err.get(k), str) and _IDENTIFIER.match(v)}
 
 
 def _message(body: bytes) -> str:
@@ -138,6 +154,9 @@ class HttpUpstream:
         try:
             data = orjson.loads(resp.content)
         except orjson.JSONDecodeError:
+            log.warning(
+                "%s answered HTTP %d with a body that is not JSON: %.300r", where, resp.status_code, resp.content
+            )
             raise UpstreamFailed(f"{where} answered with a body that is not JSON") from None
         if not isinstance(data, dict):
             raise UpstreamFailed(f"{where} answered with JSON that is not an object")

@@ -16,7 +16,17 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from app import context
-from app.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceError, Unavailable
+from app.errors import (
+    Conflict,
+    DeploymentUnavailable,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness, describe_route
 from app.plugins import Plugin, PluginContext, ServiceKey, service
 from app.remote import PluginClient, remote_factory
@@ -29,7 +39,20 @@ ERRORS: dict[str, type[ServiceError]] = {
     "invalid": InvalidInput,
     "rate_limited": RateLimited,
     "unavailable": Unavailable,
+    "upstream_failed": UpstreamFailed,
+    "upstream_timeout": UpstreamTimeout,
 }
+Kind = Literal[
+    "not_found",
+    "conflict",
+    "invalid",
+    "rate_limited",
+    "unavailable",
+    "upstream_failed",
+    "upstream_timeout",
+    "crash",  # an unexpected exception, as a request's content may cause one: a 500 problem
+    "deployment_unavailable",  # this deployment cannot serve anyone (its database is down, say)
+]
 
 
 class EchoOut(Schema):
@@ -40,7 +63,7 @@ class EchoOut(Schema):
 
 
 class FailIn(Schema):
-    kind: Literal["not_found", "conflict", "invalid", "rate_limited", "unavailable"]
+    kind: Kind
     detail: str
 
 
@@ -97,6 +120,10 @@ class DirectEchoService:
         )
 
     async def fail(self, body: FailIn) -> None:
+        if body.kind == "crash":
+            raise RuntimeError(body.detail)
+        if body.kind == "deployment_unavailable":
+            raise DeploymentUnavailable(body.detail, cause="test")
         extra = {"thing": "widget"} if body.kind == "conflict" else None
         raise ERRORS[body.kind](body.detail, extra=extra)
 

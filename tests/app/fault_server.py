@@ -26,6 +26,7 @@ class Step:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"ok":true}'
+    content_type: str = "application/json"
     delay: float = 0.0
     fault: str | None = None  # "reset_mid_body" | "hang_up"
 
@@ -76,7 +77,7 @@ async def fault_server() -> AsyncIterator[FaultServer]:
                     _abort(writer)
                     return
                 head = f"HTTP/1.1 {step.status} X\r\nContent-Length: {len(step.body)}\r\n"
-                head += "Content-Type: application/json\r\n"
+                head += f"Content-Type: {step.content_type}\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in step.headers.items())
                 if step.fault == "reset_mid_body":
                     writer.write((head + "\r\n").encode() + step.body[: len(step.body) // 2])

@@ -200,6 +200,25 @@ async def test_record_failure_inside_the_block_counts_once() -> None:
     assert state(b) == "open" and seen == [("closed", "open")]
 
 
+async def test_abstain_decides_nothing_and_frees_the_trial() -> None:
+    _, b = recorder()
+    for _ in range(2):
+        await fail(b)
+    async with b.guard():
+        b.abstain()  # e.g. the caller's own deadline cut the call short
+    await fail(b)
+    assert state(b) == "open"  # the count was not reset by the abstention
+    await asyncio.sleep(0.06)
+    with pytest.raises(Boom):
+        async with b.guard():
+            b.abstain()
+            raise Boom()  # an abstained call's error decides nothing either
+    assert state(b) == "half-open"
+    async with b.guard():  # the slot was freed: the next caller is the trial
+        pass
+    assert state(b) == "closed"
+
+
 @pytest.fixture
 def non_utc_zone() -> Iterator[None]:
     old = os.environ.get("TZ")

@@ -11,8 +11,10 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -141,6 +143,57 @@ async def test_4xx_answers_never_open_the_breaker(upstream: FaultServer, client:
     for _ in range(10):
         assert (await client.http.get("/x")).status_code == 404
     assert upstream.attempts == 10 and client.transitions == []
+
+
+PROBLEM = "application/problem+json"
+
+
+def _case(counts: bool, status: int, content_type: str, body: bytes = b"{}", **headers: str) -> Any:
+    kind = "problem" if content_type == PROBLEM else content_type.split("/")[1]
+    name = f"{status}-{kind}{'-marked' if headers else ''}"
+    return pytest.param(Step(status, content_type=content_type, body=body, headers=headers), counts, id=name)
+
+
+@pytest.mark.parametrize(
+    ("step", "counts"),
+    [
+        # Answers about one request, or about something beyond the deployment: it answered, so it is up.
+        _case(False, 500, PROBLEM, b'{"type":"urn:faas:problem:internal","status":500}'),
+        _case(False, 502, PROBLEM, b'{"type":"urn:faas:problem:upstream-failed","status":502}'),
+        _case(False, 503, PROBLEM, b'{"type":"urn:faas:problem:circuit-open","status":503}'),
+        _case(False, 504, PROBLEM, b'{"type":"urn:faas:problem:upstream-timeout","status":504}'),
+        _case(False, 500, "text/html", b"<h1>Internal Server Error</h1>"),
+        # The deployment saying it cannot serve anyone, or a proxy answering for a deployment that is not there.
+        _case(True, 503, PROBLEM, b"{}", **{"X-Faas-Unavailable": "database"}),
+        _case(True, 502, "text/html", b"<h1>502 Bad Gateway</h1>"),
+        _case(True, 503, "text/plain", b"no healthy upstream"),
+        _case(True, 504, "text/html", b"<h1>504 Gateway Time-out</h1>"),
+    ],
+)
+async def test_what_counts_against_the_deployment(upstream: FaultServer, step: Step, counts: bool) -> None:
+    c = Client(upstream.url, breaker_failures=2, retries=0)
+    upstream.script = [step] * 5
+    for _ in range(5):
+        try:
+            await c.http.post("/x", json_data={})
+        except CircuitOpen:
+            break
+    await c.http.aclose()
+    if counts:
+        assert c.transitions == [("closed", "open")] and upstream.attempts == 2
+    else:
+        assert c.transitions == [] and upstream.attempts == 5 and c.http.breaker._core.fail_counter == 0
+
+
+async def test_a_try_cut_short_by_the_calls_own_deadline_decides_nothing(upstream: FaultServer) -> None:
+    # A caller in a hurry (its deadline shorter than the per-try timeout) says nothing about the deployment.
+    c = Client(upstream.url, deadline=0.05, timeout=0.3, breaker_failures=2)
+    upstream.script = [Step(200, delay=0.2)] * 5
+    for _ in range(5):
+        with pytest.raises(UpstreamTimeout):
+            await c.http.get("/x")
+    await c.http.aclose()
+    assert c.transitions == [] and c.http.breaker._core.fail_counter == 0
 
 
 async def test_429_retry_after_seconds_is_honoured_without_jitter(upstream: FaultServer, client: Client) -> None:
@@ -305,14 +358,51 @@ async def test_retry_budget_stops_an_outage_from_multiplying_load(upstream: Faul
 
 async def test_requests_are_signed_over_what_was_sent(upstream: FaultServer, client: Client) -> None:
     context.bind(request_id="rid-1", traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-    headers = client.http.get_headers(tenant_id="ten_a")
+    headers = {**client.http.get_headers(tenant_id="ten_a"), "Idempotency-Key": "k-9"}
     await client.http.put("/things/a b", json_data={"n": 1}, params={"q": "x/y"}, headers=headers)
     seen = upstream.seen[0]
     h = seen.headers
     assert h["x-tenant-id"] == "ten_a" and h["x-request-id"] == "rid-1" and h["traceparent"].startswith("00-4bf9")
-    message = canonical("PUT", seen.target, "ten_a", "rid-1", h["x-faas-timestamp"], body_digest(seen.body))
+    message = canonical(
+        "PUT",
+        seen.target,
+        host=h["host"],
+        tenant="ten_a",
+        request_id="rid-1",
+        timestamp=h["x-faas-timestamp"],
+        nonce=h["x-faas-nonce"],
+        deadline=h[DEADLINE_HEADER.lower()],
+        idempotency_key="k-9",
+        digest=body_digest(seen.body),
+    )
     assert h["x-faas-signature"] == signature(SECRET, message)
-    assert seen.target.startswith("/things/a%20b?q=x")
+    assert seen.target.startswith("/things/a%20b?q=x") and h["host"] == upstream.url.removeprefix("http://")
+
+
+async def test_every_try_is_signed_afresh(upstream: FaultServer, client: Client) -> None:
+    # A retry is a new call, not a replay: the upstream must be able to accept it after refusing nothing else.
+    upstream.script = [Step(503), Step(503), Step(200)]
+    assert (await client.http.get("/x")).status_code == 200
+    nonces = {s.headers["x-faas-nonce"] for s in upstream.seen}
+    signatures = {s.headers["x-faas-signature"] for s in upstream.seen}
+    assert len(upstream.seen) == 3 and len(nonces) == 3 and len(signatures) == 3
+
+
+async def test_an_answer_that_is_not_our_problem_is_logged_not_relayed(upstream: FaultServer, client: Client) -> None:
+    # A proxy's error page or a foreign JSON error may name internal hosts: the tenant gets a generic detail.
+    upstream.script = [
+        Step(502, content_type="text/html", body=b"<h1>Bad Gateway</h1>prompts-7f9c.svc.cluster.local:8000 refused"),
+        Step(500, body=b'{"message": "connect error to 10.1.2.3:5432", "host": "db-7f9c"}'),
+    ]
+    context.bind(request_id="rid-foreign")
+    for status in (502, 500):
+        r = await client.http.post("/x", json_data={})
+        assert r.status_code == status
+        with pytest.raises(UpstreamFailed) as info:
+            raise_for_problem(r)
+        shown = orjson.dumps(info.value.to_problem()).decode()
+        assert "7f9c" not in shown and "10.1.2.3" not in shown
+        assert info.value.detail == f"an internal service answered HTTP {status} (request id rid-foreign)"
 
 
 async def test_default_pooled_transport_maps_faults_right(upstream: FaultServer) -> None:

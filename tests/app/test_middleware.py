@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from asgi_lifespan import LifespanManager
 from app import context
 from app.logs import JsonFormatter
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, asgi_client, make_settings
+from tests.conftest import ADMIN_KEY, asgi_client, make_settings, serve_app
 from tests.harness import bare_plugin
 
 
@@ -118,6 +119,37 @@ async def test_metrics_count_requests_by_route_template(admin: httpx.AsyncClient
     )
 
 
+HOSTILE_HEADERS = [
+    {"x-faas-deadline-ms": "9" * 400},
+    {"x-faas-deadline-ms": "9" * 5000},
+    {"x-faas-deadline-ms": "-5"},
+    {"x-faas-deadline-ms": "nan"},
+    {"x-faas-signature": "v2=00", "x-faas-timestamp": "9" * 400, "x-tenant-id": "ten_x"},
+    {"x-faas-signature": "v2=00", "x-faas-timestamp": "-" + "9" * 400, "x-tenant-id": "ten_x"},
+    {"x-faas-signature": "v2=\xe9\xff", "x-faas-timestamp": "1", "x-faas-nonce": "\xe9" * 32, "x-tenant-id": "t"},
+    {"content-length": "9" * 400},
+    {"content-length": "9" * 5000},
+    {"content-length": "-1"},
+    {"traceparent": "00-" + "a" * 4000},
+    {"x-request-id": "\xe9" * 300},
+    {"authorization": "Bearer " + "\xe9" * 10},
+    {"authorization": "Basic x"},
+    {"idempotency-key": "9" * 400},
+]
+
+
+async def test_no_header_value_is_a_500(database_url: str) -> None:
+    """Any route, with or without auth: a header parsed as a number, a trace or a request id is 4xx at worst
+    (a 400-digit X-Faas-Deadline-Ms or X-Faas-Timestamp was a 500 on every route)."""
+    app = create_app(make_settings(database_url, FAAS_INTERNAL_SECRET="test-internal-secret-0123456789"))
+    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        for hostile in HOSTILE_HEADERS:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hostile.items()]
+            for path in ("/health/live", "/health/ready", "/api/v1/prompts", "/api/v1/admin/tenants", "/v1/models"):
+                r = await c.get(path, headers=raw)
+                assert r.status_code < 500, (hostile, path, r.status_code, r.text)
+
+
 async def test_access_log_is_json_with_the_request_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(make_settings(database_url, FAAS_ACCESS_LOG="on"))
     with caplog.at_level(logging.INFO, logger="faas.access"):
@@ -148,6 +180,49 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
         r = await c.get("/api/v1/boom/x")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret internals" not in r.text and "Traceback" not in r.text and r.json()["request_id"]
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on an open connection, and its status and body (b"" status 0 if the server hung up)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    await writer.drain()
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 0, b""
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(v) for k, _, v in (line.partition(": ") for line in lines[1:]) if k.lower() == "content-length")
+    return int(lines[0].split(" ")[1]), await reader.readexactly(length)
+
+
+async def test_an_unexpected_error_is_logged_once_and_the_connection_kept(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette answers an unexpected error and re-raises it, so the server logged it a second time and closed the
+    connection; a service client's next call on that pooled connection then failed as "broke off"."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from app.plugins import discover
+    from app.routing import api_route
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("secret internals")
+
+    plugin = bare_plugin("boom", lambda: [api_route("GET", "/x", boom, "Boom", auth="none")])
+    app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
+    with caplog.at_level(logging.INFO):
+        async with serve_app(app) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                status, body = await _exchange(reader, writer, "/api/v1/boom/x")
+                assert status == 500 and b"secret internals" not in body
+                assert await _exchange(reader, writer, "/health/live") == (200, b'{"status":"ok"}')
+            finally:
+                writer.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["faas.errors"], [r.getMessage() for r in errors]
 
 
 async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> None:

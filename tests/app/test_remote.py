@@ -19,10 +19,22 @@ from app.main import create_app
 from app.plugins import discover
 from app.settings import BUILTIN_PLUGINS
 from tests.app.echo_plugin import Cues, echo_plugin
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant, remote_env, serve_app
+from tests.conftest import (
+    ADMIN_KEY,
+    INTERNAL_SECRET,
+    asgi_client,
+    captured_logs,
+    eventually,
+    make_settings,
+    new_tenant,
+    remote_env,
+    serve_app,
+)
 from tests.harness import Mode, Served, deploy
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
@@ -122,6 +134,27 @@ async def test_stream_passes_through_chunk_by_chunk(mode: Mode, database_url: st
     assert rest == b"data: 1\n\ndata: 2\n\n"
 
 
+async def test_an_outside_clients_deadline_is_ignored(mode: Mode, database_url: str) -> None:
+    """Only a verified signed call bounds the server's work: a tenant's X-Faas-Deadline-Ms (here 50 ms against
+    300 ms of work) neither cuts the work short nor reaches the service, and no value of it is a 500."""
+    short = {"X-Faas-Deadline-Ms": "50"}
+    async with echo_apps(mode, database_url) as (app, cues, tenant), tenant_client(app, tenant) as c:
+        r = await c.post("/api/v1/echo/sleep", params={"seconds": 0.3}, headers=short)
+        assert r.status_code == 204, r.text
+        seen = (await c.get("/api/v1/echo/whoami", headers=short)).json()
+        for hostile in ("9" * 400, "-5", "1e9", "nan"):
+            r = await c.get("/api/v1/echo/whoami", headers={"X-Faas-Deadline-Ms": hostile})
+            assert r.status_code == 200, (hostile, r.text)
+        async with asgi_client(app) if not isinstance(app, str) else httpx.AsyncClient(base_url=app) as anyone:
+            r = await anyone.get("/health/live", headers={"X-Faas-Deadline-Ms": "9" * 400})
+            assert r.status_code == 200
+    assert cues.sleeps_finished == 1 and cues.sleeps_cancelled == 0
+    if mode == "direct":
+        assert seen["deadline_ms"] is None
+    else:  # the front's own client deadline (30 s by default), not the tenant's
+        assert seen["deadline_ms"] > 10_000
+
+
 # --- remote only ----------------------------------------------------------------------------------------
 
 
@@ -171,13 +204,22 @@ async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> 
             r = await c.get("/health/ready")
             assert r.status_code == 200, r.text
             check = r.json()["checks"]["plugins"]["echo"]
-            assert check["ok"] is True and check["url"] == url and check["breaker"] == "closed"
+            assert check["ok"] is True and check["breaker"] == "closed"
             await served.__aexit__(None, None, None)
             served = None
-            r = await c.get("/health/ready")
-            assert r.status_code == 503
+            with captured_logs() as lines:
+
+                async def down() -> httpx.Response:
+                    r = await c.get("/health/ready")  # the report is at most a second old
+                    assert r.status_code == 503
+                    return r
+
+                r = await eventually(down)
             check = r.json()["checks"]["plugins"]["echo"]
             assert check["ok"] is False and check["error"] == "ConnectError"
+            # The report is public: the upstream's address is the operator's, in the log.
+            assert url.removeprefix("http://") not in r.text
+            assert any(url in line["msg"] and line["request_id"] == r.headers["x-request-id"] for line in lines)
     finally:
         if served is not None:
             await served.__aexit__(None, None, None)
@@ -195,8 +237,40 @@ async def test_remote_mode_without_a_reachable_upstream_is_503_not_500(database_
         async with asgi_client(m.app, authorization=f"Bearer {ADMIN_KEY}") as admin:
             tenant = await new_tenant(admin)
         async with asgi_client(m.app, authorization=f"Bearer {tenant['api_key']}") as c:
-            r = await c.get("/api/v1/rag/-/info")
+            with captured_logs() as lines:
+                r = await c.get("/api/v1/rag/-/info")
             metrics = (await c.get("/metrics")).text
     assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:unavailable"
     assert 'faas_client_attempts_total{method="GET",outcome="connect_error",upstream="rag"} 2.0' in metrics
     assert 'faas_client_retries_total{reason="connect",upstream="rag"} 1.0' in metrics
+    # The tenant learns what it can act on, and the request id to quote; the operator's log has the address.
+    rid = r.headers["x-request-id"]
+    detail = r.json()["detail"]
+    assert detail == f"the rag service is unreachable; retry in a moment (request id {rid})"
+    assert "127.0.0.1" not in r.text and dead.rsplit(":", 1)[1] not in r.text
+    assert any(dead in line["msg"] and line["request_id"] == rid for line in lines)
+
+
+async def test_one_tenants_failing_requests_never_open_the_breaker_for_the_others(database_url: str) -> None:
+    """The issue: six requests of tenant A whose content made the remote deployment answer 500 opened the breaker,
+    and tenant B's plain GET got 503. Only the deployment's own unavailability may open it."""
+    env = {"FAAS_ECHO_CLIENT_BREAKER_FAILURES": "2", "FAAS_ECHO_CLIENT_RETRIES": "0"}
+    async with echo_apps("remote", database_url, env=env) as (app, _, tenant_a):
+        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            tenant_b = await new_tenant(admin)
+        async with tenant_client(app, tenant_a) as a, tenant_client(app, tenant_b) as b:
+            # A's requests fail on the serving deployment, each for a reason of its own: its content crashed the
+            # handler (500), or something beyond the deployment failed or ran out of time for it (502, 504).
+            for kind, status in [("crash", 500)] * 6 + [("upstream_failed", 502), ("upstream_timeout", 504)] * 3:
+                r = await a.post("/api/v1/echo/fail", json={"kind": kind, "detail": "tenant A's own problem"})
+                assert r.status_code == status, r.text
+            r = await b.get("/api/v1/echo/whoami")
+            assert r.status_code == 200, r.text
+            assert (await b.get("/health/ready")).json()["checks"]["plugins"]["echo"]["breaker"] == "closed"
+            # The deployment saying it cannot serve anyone does count: two in a row open the breaker for all.
+            for _ in range(2):
+                r = await a.post("/api/v1/echo/fail", json={"kind": "deployment_unavailable", "detail": "db down"})
+                assert r.status_code == 503
+            r = await b.get("/api/v1/echo/whoami")
+            assert r.status_code == 503 and r.json()["type"] == "urn:faas:problem:circuit-open"
+            assert "retry-after" in r.headers

@@ -1,9 +1,12 @@
 """Signed internal calls on the receiving side: a valid signature vouches for the tenant; a forged, stale,
 tenant-swapped, body- or path-tampered call is 401, whatever its headers claim; without a secret none is trusted.
+A call is accepted once (replays are refused, across replicas when they share Redis), and the host, deadline and
+idempotency key it was signed with are bound to it.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,10 +16,14 @@ import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.errors import UNAVAILABLE_HEADER, DeploymentUnavailable
 from app.main import create_app
-from app.signing import canonical_target, sign
+from app.replay import MemoryReplayGuard
+from app.signing import canonical_target, new_nonce, sign
 from tests.app.echo_plugin import Cues, echo_plugin
-from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, make_settings, new_tenant
+from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, eventually, make_settings, new_tenant
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 PATH = "/api/v1/rag/-/info"
 
@@ -42,9 +49,29 @@ def signed(
     secret: str = INTERNAL_SECRET,
     now: float | None = None,
     request_id: str = "rid-sign-1",
+    host: str = "testserver",
+    deadline: str | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, str]:
     headers = {"X-Tenant-ID": tenant, "X-Request-ID": request_id}
-    headers.update(sign(secret, method=method, target=target, tenant=tenant, request_id=request_id, body=body, now=now))
+    if deadline is not None:
+        headers["X-Faas-Deadline-Ms"] = deadline
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    headers.update(
+        sign(
+            secret,
+            method=method,
+            target=target,
+            host=host,
+            tenant=tenant,
+            request_id=request_id,
+            body=body,
+            deadline=deadline or "",
+            idempotency_key=idempotency_key or "",
+            now=now,
+        )
+    )
     return headers
 
 
@@ -124,3 +151,133 @@ async def test_without_a_secret_signed_headers_are_not_trusted(app: Any) -> None
 def test_canonical_target_ignores_percent_encoding_spelling() -> None:
     assert canonical_target("/a%20b?q=x%2Fy&z=") == canonical_target("/a b?q=x/y&z=")
     assert canonical_target("/a?q=a%26b") != canonical_target("/a?q=a&b")
+
+
+# --- replays, and the fields that change a call's meaning --------------------------------------------------
+
+
+async def test_a_signed_call_is_accepted_once(signed_app: Any) -> None:
+    """The issue's case: one signed DELETE was accepted four times within the window."""
+    tenant = await a_tenant(signed_app)
+    body = orjson.dumps({"name": "greeting", "template": "hi"})
+    async with asgi_client(signed_app) as c:
+        created = signed(tenant, method="POST", target="/api/v1/prompts", body=body)
+        r = await c.post("/api/v1/prompts", content=body, headers={**created, "content-type": "application/json"})
+        assert r.status_code == 201, r.text
+        delete = signed(tenant, method="DELETE", target="/api/v1/prompts/greeting")
+        assert (await c.delete("/api/v1/prompts/greeting", headers=delete)).status_code == 204
+        for _ in range(3):
+            r = await c.delete("/api/v1/prompts/greeting", headers=delete)
+            assert r.status_code == 401 and "already received" in r.json()["detail"]
+        # The same request signed again (what the service client does for a retry) is a new call.
+        again = signed(tenant, method="DELETE", target="/api/v1/prompts/greeting")
+        assert (await c.delete("/api/v1/prompts/greeting", headers=again)).status_code == 404
+
+
+async def test_host_deadline_and_idempotency_key_are_bound(signed_app: Any) -> None:
+    tenant = await a_tenant(signed_app)
+    assert (await get(signed_app, signed(tenant, host="other-deployment:8000"))).status_code == 401
+    tampered = [
+        ({"deadline": "5000"}, {"X-Faas-Deadline-Ms": "1"}),
+        ({}, {"X-Faas-Deadline-Ms": "1"}),
+        ({"idempotency_key": "k-1"}, {"Idempotency-Key": "k-2"}),
+        ({}, {"Idempotency-Key": "k-2"}),
+    ]
+    for signed_with, changed in tampered:
+        headers = {**signed(tenant, **signed_with), **changed}  # type: ignore[arg-type]
+        r = await get(signed_app, headers)
+        assert r.status_code == 401 and "does not match" in r.json()["detail"], (signed_with, changed)
+    assert (await get(signed_app, signed(tenant, deadline="5000", idempotency_key="k-1"))).status_code == 200
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+async def test_a_replay_is_refused_by_the_replicas_that_share_the_memory(database_url: str, shared: str) -> None:
+    """Per-replica memory refuses a replay to the same replica; with REDIS_URL every replica refuses it."""
+    env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
+    if shared == "redis":
+        env["REDIS_URL"] = REDIS_URL
+    async with (
+        LifespanManager(create_app(make_settings(database_url, **env))) as one,
+        LifespanManager(create_app(make_settings(database_url, **env))) as two,
+    ):
+        tenant = await a_tenant(one.app)
+        headers = signed(tenant)
+        assert (await get(one.app, headers)).status_code == 200
+        replica = two.app if shared == "redis" else one.app
+        r = await get(replica, headers)
+        assert r.status_code == 401 and "already received" in r.json()["detail"]
+
+
+async def test_without_redis_each_replica_still_refuses_replays(database_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, "REDIS_URL": dead, "FAAS_PLUGINS": "prompts"}
+    path = "/api/v1/prompts/-/info"
+    async with LifespanManager(create_app(make_settings(database_url, **env))) as m:
+        tenant = await a_tenant(m.app)
+        headers = signed(tenant, target=path)
+        assert (await get(m.app, headers, path)).status_code == 200
+        assert (await get(m.app, headers, path)).status_code == 401
+
+
+async def test_memory_of_signed_calls_is_bounded_and_forgets_what_went_stale() -> None:
+    guard = MemoryReplayGuard(capacity=2)
+    soon = time.time() + 0.5
+    assert await guard.first_time(new_nonce(), soon)
+    nonce = new_nonce()
+    assert await guard.first_time(nonce, soon) and not await guard.first_time(nonce, soon)
+    with pytest.raises(DeploymentUnavailable) as full:
+        await guard.first_time(new_nonce(), soon)
+    # Full, it refuses with a retryable 503 that the caller's breaker counts, rather than forget a call early.
+    assert full.value.status == 503 and full.value.headers["Retry-After"] and full.value.headers[UNAVAILABLE_HEADER]
+
+    async def room_again() -> None:
+        try:
+            assert await guard.first_time(new_nonce(), time.time() + 60)
+        except DeploymentUnavailable as exc:
+            raise AssertionError("still full") from exc
+
+    await eventually(room_again, within=5)
+    assert len(guard) == 1
+
+
+# --- the deadline: only a verified call's, and never a 500 -------------------------------------------------
+
+
+@pytest.fixture
+async def echo_app(database_url: str) -> AsyncIterator[tuple[Any, Cues]]:
+    cues = Cues()
+    settings = make_settings(database_url, FAAS_INTERNAL_SECRET=INTERNAL_SECRET, FAAS_PLUGINS="echo")
+    async with LifespanManager(create_app(settings, plugins=[echo_plugin(cues)])) as m:
+        yield m.app, cues
+
+
+async def test_a_signed_deadline_bounds_the_work(echo_app: tuple[Any, Cues]) -> None:
+    app, cues = echo_app
+    tenant = await a_tenant(app)
+    whoami = "/api/v1/echo/whoami"
+    seen = (await get(app, signed(tenant, target=whoami, deadline="700"), whoami)).json()
+    assert 0 < seen["deadline_ms"] <= 700
+    sleep = "/api/v1/echo/sleep?seconds=2"
+    async with asgi_client(app) as c:
+        r = await c.post(sleep, headers=signed(tenant, method="POST", target=sleep, deadline="100"))
+    assert r.status_code == 504 and r.json()["type"] == "urn:faas:problem:upstream-timeout"
+    assert cues.sleeps_cancelled == 1
+
+
+@pytest.mark.parametrize("deadline", ["9" * 400, "-5", "1e3", "86400001"])
+async def test_a_signed_deadline_that_is_not_milliseconds_is_400(echo_app: tuple[Any, Cues], deadline: str) -> None:
+    app, _ = echo_app
+    tenant = await a_tenant(app)
+    whoami = "/api/v1/echo/whoami"
+    r = await get(app, signed(tenant, target=whoami, deadline=deadline), whoami)
+    assert r.status_code == 400 and r.json()["type"] == "urn:faas:problem:malformed-request"
+    assert "X-Faas-Deadline-Ms" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 400, "-" + "9" * 400, "1e9", "", "+123"])
+async def test_a_timestamp_that_is_not_a_unix_time_is_401(signed_app: Any, timestamp: str) -> None:
+    tenant = await a_tenant(signed_app)
+    r = await get(signed_app, {**signed(tenant), "X-Faas-Timestamp": timestamp})
+    assert r.status_code == 401 and "X-Faas-Timestamp" in r.json()["detail"]

@@ -78,11 +78,13 @@ def cache(deployment: Deployment) -> CacheService:
 
 
 @pytest.fixture
-def serving(deployment: Deployment) -> httpx.AsyncClient:
+async def serving(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the app where the cache runs direct (its metrics live there)."""
     if deployment.serving_url is None:
-        return deployment.client()
-    return httpx.AsyncClient(base_url=deployment.serving_url)
+        yield deployment.client()
+        return
+    async with httpx.AsyncClient(base_url=deployment.serving_url) as client:
+        yield client
 
 
 @pytest.fixture

@@ -85,7 +85,9 @@ async def test_embed_texts_and_generate_through_the_registry(deployment: Deploym
     assert await gateway.embed_texts(tenant_id=tid, texts=[]) == []
     out = await gateway.generate(tenant_id=tid, request=GenerateIn(prompt="ping"))
     assert out.text == "You said: ping"
-    chat = await gateway.chat(tenant_id=tid, request=ChatIn(messages=[{"role": "user", "content": "yo"}]))
+    chat = await gateway.chat(
+        tenant_id=tid, request=ChatIn.model_validate({"messages": [{"role": "user", "content": "yo"}]})
+    )
     assert chat.message["content"] == "You said: yo"
 
 

@@ -276,3 +276,64 @@ async def test_a_remote_gateway_allows_llm_length_calls(database_url: str) -> No
     async with deploy(database_url, mode="remote", plugins=("gateway",)) as d:
         options = d.state["clients"].get_client("gateway").options
         assert options.timeout >= 120 and options.deadline >= 300
+
+
+# --- bad input is the client's 4xx, never a 500 -------------------------------------------------------------
+
+
+async def test_usage_at_either_end_of_the_calendar_is_an_empty_page(admin: httpx.AsyncClient) -> None:
+    # Year 1 was a 500 (its default start, 30 days earlier, is no date). Any date is a valid bound: the range has
+    # no usage, like any other without any.
+    _, c = await new_client(admin)
+    async with c:
+        for params in (
+            {"until": "0001-01-01"},
+            {"until": "0001-01-30"},
+            {"since": "0001-01-01"},
+            {"since": "0001-01-01", "until": "9999-12-31"},
+            {"until": "9999-12-31"},
+        ):
+            r = await c.get("/api/v1/gateway/usage", params=params)
+            assert r.status_code == 200 and r.json() == {"data": [], "next_cursor": None}, (params, r.text)
+
+
+BAD_MESSAGES: list[dict[str, Any]] = [
+    # The case: a text part whose text is a number.
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+    {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+    {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "https://x/y.png"}]}]},
+    {"messages": [{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": "f"}]}]},
+    {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 5}}]}]},
+    {"tools": [{"type": "function", "function": "get_weather"}]},
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": ["city"]}}]},
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"city": "str"}}}}]},
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"required": "city"}}}]},
+    {"tool_choice": {"type": "function", "function": "f"}},
+]
+
+
+async def test_malformed_messages_and_tools_are_4xx(admin: httpx.AsyncClient) -> None:
+    _, c = await new_client(admin)
+    async with c:
+        for bad in BAD_MESSAGES:
+            body = {"model": "mock-1", "messages": MSG, **bad}
+            r = await c.post("/api/v1/gateway/chat", json=body)
+            assert r.status_code == 422 and r.json()["type"] == "urn:faas:problem:invalid-input", (bad, r.text)
+            r = await c.post("/v1/chat/completions", json=body)
+            assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", (bad, r.text)
+        r = await c.post("/v1/chat/completions", json={"model": "mock-1", "messages": MSG, "stop": 5})
+        assert r.status_code == 400, r.text
+        # What is well-formed still works: parts, tools and tool calls as the OpenAI API has them.
+        fine = {
+            "model": "mock-1",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "w", "parameters": {"properties": {}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "w"}},
+            "stop": ["\n\n"],
+        }
+        r = await c.post("/v1/chat/completions", json=fine)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "The tool returned: sunny"

@@ -1,0 +1,57 @@
+"""Liveness and readiness: what the public readiness report may say, and what it costs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+from asgi_lifespan import LifespanManager
+
+from app.db import plain_url
+from app.main import create_app
+from tests.conftest import asgi_client, make_settings
+
+PUBLIC_KEYS = {"ok", "breaker", "status", "error", "latency_ms"}
+
+
+async def test_ready_says_nothing_an_outsider_should_not_know(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    # Use the gateway once, so that its per-deployment breakers exist (their ids are the operator's).
+    r = await api.post(
+        "/api/v1/gateway/chat", json={"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get("/health/ready")
+    assert r.status_code == 200, r.text
+    for name, check in r.json()["checks"]["plugins"].items():
+        assert set(check) <= PUBLIC_KEYS, (name, check)
+    assert "mock" not in r.text
+
+
+async def _sql(url: str, sql: str) -> Any:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        return await (conn.execute(sql) if ";" in sql else conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_burst_of_ready_calls_costs_the_database_one_check(database_url: str) -> None:
+    """/health/ready needs no key: however many callers, a replica checks the database at most once a second."""
+    # Count every read of the schema version where it happens: alembic_version becomes a view that bumps a
+    # sequence per read (a sequence moves at once, outside transactions, unlike the statistics views).
+    await _sql(
+        database_url,
+        "ALTER TABLE alembic_version RENAME TO alembic_version_stored; CREATE SEQUENCE reads; "
+        "CREATE VIEW alembic_version AS SELECT version_num FROM alembic_version_stored WHERE nextval('reads') > 0",
+    )
+    rows = await _sql(database_url, "SELECT count(*) FROM alembic_version_stored")  # a row per migration branch
+    async with LifespanManager(create_app(make_settings(database_url))) as m, asgi_client(m.app) as c:
+        before = await _sql(database_url, "SELECT last_value FROM reads")
+        answers = await asyncio.gather(*(c.get("/health/ready") for _ in range(200)))
+        reads = (await _sql(database_url, "SELECT last_value FROM reads") - before) / rows
+    assert {r.status_code for r in answers} == {200}
+    assert 1 <= reads <= 2, f"{reads} reads of the schema version for 200 readiness calls"
