@@ -1,7 +1,8 @@
 """Opening the direct gateway: settings, providers, catalog, router, limiter and ledger on one exit stack.
 
 Gateway settings are `FAAS_GATEWAY_*` variables, checked here before the app serves; a bad one stops start-up
-with a line naming it. On exit the ledger flushes what it still holds, then the upstream pool closes.
+with a line naming it. `FAAS_GATEWAY_LEDGER_WAIT_SECONDS` bounds how long an answer waits for its usage to be
+committed (then it is withheld: 503). On exit the ledger writes what it still holds, then the upstream pool closes.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ async def open_gateway(ctx: PluginContext) -> AsyncIterator[DirectGatewayService
     default_max_tokens = int(_number(s, "DEFAULT_MAX_TOKENS", 1024, minimum=1, integer=True))
     fail_max = int(_number(s, "BREAKER_FAIL_MAX", 5, minimum=1, integer=True))
     reset = _number(s, "BREAKER_RESET_SECONDS", 30.0, minimum=0.01)
-    flush = _number(s, "FLUSH_SECONDS", 1.0, minimum=0.01)
+    ledger_wait = _number(s, "LEDGER_WAIT_SECONDS", 5.0, minimum=0.01)
     models_ttl = _number(s, "MODELS_TTL_SECONDS", 300.0, minimum=0.0)
     max_connections = int(_number(s, "MAX_CONNECTIONS", 512, minimum=1, integer=True))
 
@@ -76,7 +77,7 @@ async def open_gateway(ctx: PluginContext) -> AsyncIterator[DirectGatewayService
             limiter = redis_limiter
         else:
             limiter = PostgresLimiter(store)
-        ledger = UsageLedger(store, limiter, interval=flush)
+        ledger = UsageLedger(store, limiter, wait_seconds=ledger_wait)
         ledger.start()
         stack.push_async_callback(ledger.stop)
         meter = Meter(limiter=limiter, ledger=ledger, default_max_tokens=default_max_tokens)

@@ -2,8 +2,8 @@
 
 Every call goes the same way: resolve the public model name (404 listing the tenant's names if unknown),
 serve from the cache plugin when the request asks and a stored answer exists (free for the tenant), reserve
-the tenant's tokens and cost, call the router (deployments with fallbacks), and hand the outcome to the usage
-ledger, which also settles the reservation with the real usage (`metering`). Streams are rendered by
+the tenant's tokens and cost, call the router (deployments with fallbacks), and commit the outcome to the usage ledger, which also settles the reservation with the real
+usage, before answering (`metering`; a failed or cancelled call is recorded too). Streams are rendered by
 `streaming`, embeddings shaped by `vectors`, usage and policy reports by `reports`. Other plugins call `chat`,
 `generate`, `embeddings` and `embed_texts` through the registry; the OpenAI-compatible routes call `completion`,
 `stream` and `embeddings`.
@@ -145,7 +145,9 @@ class DirectGatewayService:
             return None
         # A hit still passes the tenant's model and request checks, but reserves no tokens and costs nothing.
         await self.meter.reserve(tenant_id, entry, tokens=0, cost=0.0)
-        self.meter.record(tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True)
+        await self.meter.record(
+            tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True
+        )
         return hit
 
     async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
@@ -161,10 +163,10 @@ class DirectGatewayService:
         if hit is not None:
             return hit
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
+        async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             result, dep = await self.router.chat(entry, body)
         u = result.get("usage") or {}
-        self.meter.record(
+        await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,
@@ -185,11 +187,11 @@ class DirectGatewayService:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         entry = await self._entry(tenant_id, body["model"], "chat")
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        with self.meter.failures(
+        async with self.meter.failures(
             tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation, stream=True
         ):
             dep, chunks = await self.router.stream(entry, body)
-        return sse_events(
+        return await sse_events(
             self.meter,
             tenant_id=tenant_id,
             entry=entry,
@@ -237,12 +239,12 @@ class DirectGatewayService:
         texts = texts_of(request.input)
         entry = await self._entry(tenant_id, request.model or LOCAL_EMBEDDING_MODEL, "embeddings")
         reservation, estimate = await self.meter.reserve_embeddings(tenant_id, entry, texts)
-        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
+        async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
             vectors = [resize(v, request.dimensions or DIMENSIONS) for v in vectors]
-        self.meter.record(
+        await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,

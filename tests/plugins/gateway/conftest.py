@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,3 +65,11 @@ def set_policy(base_url: str, tenant_id: str, **policy: Any) -> None:
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert r.status_code == 200, r.text
+
+
+async def same_minute(*, seconds_needed: float) -> None:
+    """Sleep into the next minute when fewer than `seconds_needed` are left of this one, so that a test's calls
+    share one rate-limit window (the database's clock is this machine's)."""
+    left = 60 - time.time() % 60
+    if left < seconds_needed:
+        await asyncio.sleep(left + 0.2)

@@ -13,7 +13,7 @@ from app.main import create_app
 from app.settings import ConfigError
 from plugins.gateway.catalog import load_file
 from plugins.gateway.schemas import ChatIn, GenerateIn
-from tests.conftest import eventually, make_settings
+from tests.conftest import make_settings
 from tests.plugins.gateway.test_limits import _tenant, replica
 
 
@@ -34,7 +34,7 @@ async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
         )
         assert bad.status_code == 404
 
-        async def ledger() -> list[asyncpg.Record]:  # written in batches, off the request path
+        async def ledger() -> list[asyncpg.Record]:  # committed before each answer went out
             conn = await asyncpg.connect(database_url)
             try:
                 rows = await conn.fetch("SELECT * FROM gateway_usage WHERE tenant_id = $1 ORDER BY id", tid)
@@ -47,7 +47,7 @@ async def test_generate_chat_and_usage_ledger(database_url: str) -> None:
             ]
             return rows
 
-        rows = await eventually(ledger)
+        rows = await ledger()
         assert rows[1]["completion_tokens"] == 1 and rows[0]["latency_ms"] > 0 and rows[0]["request_id"]
         u = (await c.get("/api/v1/gateway/usage", params={"limit": 1})).json()
         today = datetime.now(UTC).date().isoformat()
@@ -68,7 +68,7 @@ async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
         async def recorded() -> None:
             assert len((await c1.get("/api/v1/gateway/usage")).json()["data"]) == 1
 
-        await eventually(recorded)
+        await recorded()
         assert (await c2.get("/api/v1/gateway/usage")).json()["data"] == []
         await c1.aclose()
         await c2.aclose()
@@ -76,7 +76,7 @@ async def test_other_tenants_usage_is_invisible(database_url: str) -> None:
 
 async def test_embed_texts_and_generate_through_the_registry(database_url: str) -> None:
     """What the cache, rag and agents plugins call: `services.gateway.embed_texts(...)` and friends."""
-    application = create_app(make_settings(database_url, FAAS_GATEWAY_FLUSH_SECONDS="0.05"))
+    application = create_app(make_settings(database_url))
     async with LifespanManager(application) as manager:
         tid, c = await _tenant(manager.app)
         await c.aclose()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ from starlette.routing import Route
 
 from app.main import create_app
 from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, eventually, make_settings, remote_env, serve_app
+from tests.plugins.gateway.conftest import same_minute
+from tests.plugins.gateway.test_ledger import reservations_settled
 
 CLIENT_DEADLINE = 0.5
 MSG = [{"role": "user", "content": "hi"}]
@@ -82,7 +85,6 @@ async def gateway_url(mode: str, database_url: str, tmp_path: Path, gate: asynci
             "FAAS_PLUGINS": "gateway,cache",
             "FAAS_INTERNAL_SECRET": INTERNAL_SECRET,
             "FAAS_GATEWAY_CONFIG": str(config),
-            "FAAS_GATEWAY_FLUSH_SECONDS": "0.05",
             "FAAS_GATEWAY_CLIENT_DEADLINE": str(CLIENT_DEADLINE),
         }
         async with serve_app(create_app(make_settings(database_url, **env))) as serving:
@@ -233,14 +235,14 @@ async def test_usage_lands_with_the_calling_tenant(admin: httpx.AsyncClient) -> 
         assert (await mine.post("/v1/embeddings", json={"input": "x"})).status_code == 200
         assert (await mine.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})).status_code == 404
 
-        async def recorded() -> None:  # the ledger is written in batches, off the request path
+        async def recorded() -> None:
             rows = (await mine.get("/api/v1/gateway/usage")).json()["data"]
             assert sorted((r["model"], r["requests"], r["errors"]) for r in rows) == [
                 ("all-MiniLM-L6-v2", 1, 0),
                 ("mock-1", 1, 0),
             ]
 
-        await eventually(recorded)
+        await recorded()  # committed before each answer went out
         assert (await theirs.get("/api/v1/gateway/usage")).json()["data"] == []
         bad = await mine.get("/api/v1/gateway/usage", params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["limit"]
@@ -308,3 +310,32 @@ async def test_a_remote_gateway_allows_llm_length_calls(database_url: str) -> No
         assert service.client.options.timeout >= 120 and service.client.options.deadline >= 300
     finally:
         await clients.aclose()
+
+
+async def test_a_client_that_leaves_a_stream_settles_it_and_leaves_a_row(
+    admin: httpx.AsyncClient, database_url: str
+) -> None:
+    tenant_id, client = await new_client(admin)
+    await same_minute(seconds_needed=15)
+    body = {"model": "gated", "messages": MSG, "stream": True, "max_tokens": 1000}
+    async with client:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            seen = ""
+            async with asyncio.timeout(5):
+                async for line in r.aiter_lines():
+                    seen += line
+                    if '"before"' in seen:
+                        break  # leave mid-stream: the provider still holds the rest
+    conn = await asyncpg.connect(database_url)
+    try:
+
+        async def recorded() -> None:
+            rows = await conn.fetch("SELECT status, stream, error FROM gateway_usage WHERE tenant_id = $1", tenant_id)
+            assert [(row["status"], row["stream"]) for row in rows] == [(499, True)], rows
+            held, used = await reservations_settled(conn, tenant_id)
+            assert held == used < 1000
+
+        await eventually(recorded)
+    finally:
+        await conn.close()
