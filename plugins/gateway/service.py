@@ -2,7 +2,8 @@
 
 Every call goes the same way: resolve the public model name (404 listing the tenant's names if unknown),
 serve from the cache plugin when the request asks and a stored answer exists (free for the tenant), reserve
-the tenant's tokens and cost, call the router (deployments with fallbacks), and commit the outcome to the usage ledger, which also settles the reservation with the real
+the tenant's tokens and cost, call the router (deployments with fallbacks) with the provider held to the reserved
+completion limit, and commit the outcome to the usage ledger, which also settles the reservation with the real
 usage, before answering (`metering`; a failed or cancelled call is recorded too). Streams are rendered by
 `streaming`, embeddings shaped by `vectors`, usage and policy reports by `reports`. Other plugins call `chat`,
 `generate`, `embeddings` and `embed_texts` through the registry; the OpenAI-compatible routes call `completion`,
@@ -164,7 +165,7 @@ class DirectGatewayService:
             return hit
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
         async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
-            result, dep = await self.router.chat(entry, body)
+            result, dep = await self.router.chat(entry, self._capped(body))
         u = result.get("usage") or {}
         await self.meter.record(
             tenant_id=tenant_id,
@@ -190,7 +191,7 @@ class DirectGatewayService:
         async with self.meter.failures(
             tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation, stream=True
         ):
-            dep, chunks = await self.router.stream(entry, body)
+            dep, chunks = await self.router.stream(entry, self._capped(body))
         return await sse_events(
             self.meter,
             tenant_id=tenant_id,
@@ -201,6 +202,13 @@ class DirectGatewayService:
             include_usage=include_usage,
             started=started,
         )
+
+    def _capped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body the provider gets: held to the completion limit that was reserved, also when the client set
+        none (a provider's own default could otherwise exceed the reservation, or be unbounded)."""
+        if body.get("max_completion_tokens") or body.get("max_tokens"):
+            return body
+        return {**body, "max_tokens": self.meter.completion_limit(body)}
 
     async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
         body = request.model_dump(exclude_none=True)

@@ -1,5 +1,6 @@
 """Metering in both gateway modes, against fake providers on 127.0.0.1 that record what they receive: a call
-cancelled mid-way settles its reservation and leaves a ledger row."""
+cancelled mid-way settles its reservation and leaves a ledger row, and a provider is held to the completion
+limit that was reserved, also when the client set none."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import asyncpg
 import httpx
 import pytest
 
+from plugins.gateway.catalog import OPENAI_DEFAULT_BASE, Deployment
+from plugins.gateway.openai_provider import upstream_body
 from tests.conftest import eventually
 from tests.plugins.gateway.conftest import fake_upstream, same_minute, write_config
 from tests.plugins.gateway.test_ledger import reservations_settled
@@ -81,3 +84,33 @@ async def test_a_cancelled_call_settles_its_reservation_and_leaves_a_row(
         await eventually(recorded)
     finally:
         await conn.close()
+
+
+async def test_a_provider_is_held_to_the_reserved_completion_limit(
+    mode_api: httpx.AsyncClient,
+    mode_admin: httpx.AsyncClient,
+    mode_tenant: dict[str, str],
+    provider: tuple[FakeUpstream, str],
+) -> None:
+    fake, _ = provider
+    policy = await mode_admin.put(f"/api/v1/gateway/tenants/{mode_tenant['tenant_id']}/policy", json={"tpm": 1100})
+    assert policy.status_code == 200, policy.text
+    default = 1024  # FAAS_GATEWAY_DEFAULT_MAX_TOKENS: what a call without a limit reserves
+    for body in (
+        {"model": "oa", "messages": MSG},
+        {"model": "oa", "messages": MSG, "stream": True},
+        {"model": "claude", "messages": MSG},
+    ):
+        r = await mode_api.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert fake.received[-1]["max_tokens"] == default, (body, fake.received[-1])
+    r = await mode_api.post("/v1/chat/completions", json={"model": "claude", "messages": MSG, "max_tokens": 7})
+    assert r.status_code == 200 and fake.received[-1]["max_tokens"] == 7  # the client's own limit, untouched
+
+
+def test_openai_itself_gets_the_limit_in_the_field_it_accepts_for_every_model() -> None:
+    body = {"messages": MSG, "max_tokens": 12}
+    official = upstream_body(Deployment("o", "openai", "o3-mini", base_url=OPENAI_DEFAULT_BASE), body)
+    compatible = upstream_body(Deployment("v", "openai", "llama", base_url="http://vllm:8000/v1"), body)
+    assert official["max_completion_tokens"] == 12 and "max_tokens" not in official
+    assert compatible["max_tokens"] == 12 and "max_completion_tokens" not in compatible
