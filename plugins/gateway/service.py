@@ -12,6 +12,7 @@ usage, before answering (`metering`; a failed or cancelled call is recorded too)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from plugins.gateway.schemas import (
 )
 from plugins.gateway.store import GatewayStore
 from plugins.gateway.streaming import sse_events
-from plugins.gateway.vectors import embeddings_list, resize, texts_of
+from plugins.gateway.vectors import check_output_size, embeddings_list, resize_all, texts_of
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
@@ -246,12 +247,14 @@ class DirectGatewayService:
         started = time.perf_counter()
         texts = texts_of(request.input)
         entry = await self._entry(tenant_id, request.model or LOCAL_EMBEDDING_MODEL, "embeddings")
+        local = any(d.provider == "local" for d in entry.deployments)
+        check_output_size(len(texts), request.dimensions or (DIMENSIONS if local else None))
         reservation, estimate = await self.meter.reserve_embeddings(tenant_id, entry, texts)
         async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
-            vectors = [resize(v, request.dimensions or DIMENSIONS) for v in vectors]
+            vectors = await asyncio.to_thread(resize_all, vectors, request.dimensions or DIMENSIONS)
         await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,

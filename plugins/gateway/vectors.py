@@ -1,5 +1,12 @@
-"""Embeddings in and out: checking the `input` texts, fitting the local model's vectors to `dimensions`, and
-the OpenAI embeddings list (float or base64, as the official SDK asks by default)."""
+"""Embeddings in and out: checking the `input` texts and the size of the answer they ask for, fitting the local
+model's vectors to `dimensions`, and the OpenAI embeddings list (float or base64, as the official SDK asks by
+default).
+
+The answer's size is checked before any work: a few kilobytes of short inputs with a large `dimensions` would
+otherwise ask for an answer thousands of times larger than the request (2,048 inputs x 8,192 dimensions is 16.8
+million numbers, ~80 MB of JSON). `MAX_OUTPUT_VALUES` (inputs x dimensions) holds the local model's 2,048 x 384
+and a provider's 2,048 x 512; more dimensions mean fewer inputs per request.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from typing import Any
 from app.errors import InvalidInput
 
 MAX_INPUTS = 2048
+MAX_DIMENSIONS = 3072  # the largest OpenAI embedding model's; the local model pads its 384 up to this
+MAX_OUTPUT_VALUES = 2048 * 512
 
 
 def texts_of(value: Any) -> list[str]:
@@ -23,13 +32,33 @@ def texts_of(value: Any) -> list[str]:
     return list(value)
 
 
-def resize(vector: list[float], size: int) -> list[float]:
-    """Shortened (and re-normalised) like OpenAI's `dimensions`, or zero-padded, which keeps every cosine."""
-    if size >= len(vector):
-        return vector + [0.0] * (size - len(vector))
-    head = vector[:size]
-    norm = sum(x * x for x in head) ** 0.5 or 1.0
-    return [x / norm for x in head]
+def check_output_size(inputs: int, dimensions: int | None) -> None:
+    """Refuse a request whose answer would hold more than MAX_OUTPUT_VALUES numbers (`dimensions` None: the
+    provider's own size, which the request cannot inflate)."""
+    if dimensions is not None and inputs * dimensions > MAX_OUTPUT_VALUES:
+        raise InvalidInput(
+            f"{inputs} inputs x {dimensions} dimensions is {inputs * dimensions:,} numbers, over the limit of "
+            f"{MAX_OUTPUT_VALUES:,} per request: send at most {max(1, MAX_OUTPUT_VALUES // dimensions)} inputs at "
+            "this size, or ask for fewer dimensions",
+            extra={"code": "output_too_large", "param": "input", "limit": MAX_OUTPUT_VALUES},
+        )
+
+
+def resize_all(vectors: list[list[float]], size: int) -> list[list[float]]:
+    """The vectors shortened (and re-normalised) like OpenAI's `dimensions`, or zero-padded, which keeps every
+    cosine; on numpy, meant for a worker thread."""
+    import numpy as np
+
+    m = np.asarray(vectors, dtype=np.float64)
+    if size >= m.shape[1]:
+        out = np.zeros((m.shape[0], size))
+        out[:, : m.shape[1]] = m
+    else:
+        out = m[:, :size]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = out / np.where(norms == 0, 1.0, norms)
+    result: list[list[float]] = out.tolist()
+    return result
 
 
 def to_base64(vector: list[float]) -> str:
