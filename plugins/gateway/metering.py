@@ -160,7 +160,12 @@ class Meter:
             await self.ledger.record(usage)
         except NotWritten as exc:
             if exc.withdrawn:
-                self.ledger.record_nowait(Usage(replace(usage.entry, status=503, error=WITHHELD), usage.settlement))
+                # Queued again (it never reached the database): an answer it was for is now withheld; a failure
+                # row stays what it was.
+                entry = usage.entry
+                if entry.status < 400:
+                    entry = replace(entry, status=503, error=WITHHELD)
+                self.ledger.record_nowait(Usage(entry, usage.settlement))
             else:
                 log.warning("usage of request %s not committed in time; answering 503", usage.entry.request_id)
             raise Unavailable(
