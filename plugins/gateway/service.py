@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Protocol
 
 from app.errors import NotFound
@@ -42,7 +43,14 @@ from plugins.gateway.schemas import (
 )
 from plugins.gateway.store import GatewayStore
 from plugins.gateway.streaming import sse_events
-from plugins.gateway.vectors import check_output_size, embeddings_list, resize_all, texts_of
+from plugins.gateway.vectors import (
+    OFF_LOOP_VALUES,
+    check_output_size,
+    embeddings_list,
+    resize,
+    texts_of,
+    values_in,
+)
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
@@ -254,7 +262,8 @@ class DirectGatewayService:
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
-            vectors = await asyncio.to_thread(resize_all, vectors, request.dimensions or DIMENSIONS)
+            size = request.dimensions or DIMENSIONS
+            vectors = await asyncio.to_thread(lambda: [resize(v, size) for v in vectors])
         await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
@@ -268,7 +277,8 @@ class DirectGatewayService:
 
     async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
         vectors, tokens, model = await self._embed(tenant_id, request)
-        return embeddings_list(vectors, model=model, tokens=tokens, encoding=request.encoding_format)
+        build = partial(embeddings_list, vectors, model=model, tokens=tokens, encoding=request.encoding_format)
+        return await asyncio.to_thread(build) if values_in(vectors) >= OFF_LOOP_VALUES else build()
 
     async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
         if not texts:

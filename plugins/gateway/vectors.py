@@ -18,6 +18,8 @@ from app.errors import InvalidInput
 MAX_INPUTS = 2048
 MAX_DIMENSIONS = 3072  # the largest OpenAI embedding model's; the local model pads its 384 up to this
 MAX_OUTPUT_VALUES = 2048 * 512
+# From this many numbers on, resizing and encoding an answer (tens of milliseconds and up) run on a worker thread.
+OFF_LOOP_VALUES = 65_536
 
 
 def texts_of(value: Any) -> list[str]:
@@ -44,21 +46,17 @@ def check_output_size(inputs: int, dimensions: int | None) -> None:
         )
 
 
-def resize_all(vectors: list[list[float]], size: int) -> list[list[float]]:
-    """The vectors shortened (and re-normalised) like OpenAI's `dimensions`, or zero-padded, which keeps every
-    cosine; on numpy, meant for a worker thread."""
-    import numpy as np
+def resize(vector: list[float], size: int) -> list[float]:
+    """Shortened (and re-normalised) like OpenAI's `dimensions`, or zero-padded, which keeps every cosine."""
+    if size >= len(vector):
+        return vector + [0.0] * (size - len(vector))
+    head = vector[:size]
+    norm = sum(x * x for x in head) ** 0.5 or 1.0
+    return [x / norm for x in head]
 
-    m = np.asarray(vectors, dtype=np.float64)
-    if size >= m.shape[1]:
-        out = np.zeros((m.shape[0], size))
-        out[:, : m.shape[1]] = m
-    else:
-        out = m[:, :size]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out = out / np.where(norms == 0, 1.0, norms)
-    result: list[list[float]] = out.tolist()
-    return result
+
+def values_in(vectors: list[list[float]]) -> int:
+    return len(vectors) * (len(vectors[0]) if vectors else 0)
 
 
 def to_base64(vector: list[float]) -> str:
