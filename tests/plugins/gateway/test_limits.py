@@ -168,3 +168,19 @@ async def test_two_replicas_share_one_limit(database_url: str, backend: str) -> 
         assert codes.count(200) == 10 and codes.count(429) == 20
         await c1.aclose()
         await c2.aclose()
+
+
+async def test_with_redis_limits_reservations_are_settled_after_the_rows_commit(database_url: str) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "FAAS_GATEWAY_REDIS_PREFIX": f"test:{secrets.token_hex(6)}"}
+    async with replica(database_url, **env) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, tpm=2500)
+        await same_minute(seconds_needed=15)
+        body = _chat(max_tokens=1000)
+        assert [(await c.post("/v1/chat/completions", json=body)).status_code for _ in range(2)] == [200, 200]
+
+        async def settled() -> None:  # Redis is settled just after the rows commit, off the answer's path
+            assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+
+        await eventually(settled)
+        await c.aclose()
