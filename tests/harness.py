@@ -207,5 +207,7 @@ async def deploy(
         try:
             yield deployment
         finally:
+            # The apps stop first (a served one lets requests in flight finish), then the test's clients close.
+            await stack.aclose()
             for c in deployment._clients:
                 await c.aclose()

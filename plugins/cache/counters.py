@@ -1,9 +1,11 @@
 """Hit and miss counters: per tenant in the backend (read by `GET /api/v1/cache/-/stats`), and in Prometheus.
 
-A lookup only adds to an in-memory tally; a background task adds the tally to the backend every second, and
-`stats()` flushes first, so a replica always reads its own counts exactly and other replicas' within a second.
-A crash loses at most that second of statistics, never cached data; a failed write keeps its tenant's counts
-for the next flush and never fails another tenant's flush or anyone's `stats()`.
+A lookup only buffers one (tenant, counter) item; the shared background flusher (`app.batching.Batcher`, in its
+fire-and-forget mode) adds the buffered counts to the backend every second, and `read()` flushes first, so a
+replica always reads its own counts exactly and other replicas' within a second. A crash loses at most that
+second of statistics, never cached data. A tenant whose write fails keeps its counts for a later flush (the
+buffer is bounded: past it the oldest counts are dropped and logged) and never fails another tenant's flush or
+anyone's `read()`.
 
 The Prometheus counter is labelled by backend, kind and result, not by tenant: tenants are unbounded and each
 label value is a time series kept forever by the scraper. Per-tenant numbers come from the API instead.
@@ -11,28 +13,29 @@ label value is a time series kept forever by the scraper. Per-tenant numbers com
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter
 
+from app.batching import Batcher
 from plugins.cache.backends import CacheBackend
 
 log = logging.getLogger("faas.cache")
 KINDS = ("kv", "llm", "semantic")
 
+Count = tuple[str, str]  # (tenant id, counter name such as "kv.hits"): one lookup
+
 
 class CacheCounters:
-    def __init__(self, backend: CacheBackend, registry: CollectorRegistry, *, interval: float = 1.0) -> None:
+    def __init__(
+        self, backend: CacheBackend, registry: CollectorRegistry, *, interval: float = 1.0, max_pending: int = 100_000
+    ) -> None:
         self.backend = backend
         self.interval = interval
-        self._pending: dict[str, Tally[str]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Future[None]] = set()
-        # A read waits for a flush in flight, or it could miss counts already taken from the tally.
-        self._flushing = asyncio.Lock()
+        self.batcher: Batcher[Count] = Batcher(
+            self._write, name="cache-counters", interval=interval, max_batch=max_pending, max_pending=max_pending
+        )
         self._lookups = Counter(
             "faas_cache_lookups",
             "Cache lookups, by backend, kind (kv, llm, semantic) and result (hit, miss)",
@@ -41,39 +44,28 @@ class CacheCounters:
         )
 
     def count(self, tenant_id: str, kind: str, hit: bool) -> None:
-        result = "hit" if hit else "miss"
-        self._pending.setdefault(tenant_id, Tally())[f"{kind}.{'hits' if hit else 'misses'}"] += 1
-        self._lookups.labels("cache", self.backend.name, kind, result).inc()
+        self.batcher.add((tenant_id, f"{kind}.{'hits' if hit else 'misses'}"))
+        self._lookups.labels("cache", self.backend.name, kind, "hit" if hit else "miss").inc()
+
+    async def _write(self, batch: list[Count]) -> list[Count]:
+        """One write per tenant; the counts of a tenant whose write fails are returned, to be retried."""
+        by_tenant: dict[str, list[Count]] = {}
+        for item in batch:
+            by_tenant.setdefault(item[0], []).append(item)
+        failed: list[Count] = []
+        for tenant_id, items in by_tenant.items():
+            try:
+                await self.backend.incr_counters(tenant_id=tenant_id, counts=Tally(name for _, name in items))
+            except Exception:
+                # Not another tenant's problem: theirs are written, this one's wait for the next flush.
+                log.warning("cache counters of tenant %s not flushed; retrying", tenant_id, exc_info=True)
+                failed.extend(items)
+        return failed
 
     async def flush(self) -> None:
-        """Add the tallies to the backend. Never raises: a tenant whose write fails keeps its counts for later."""
-        # Shielded: counts taken from the tally must reach the backend or go back, even when the caller is
-        # cancelled (stop() cancelling the loop, a stats request whose client left); the next flush waits for it.
-        inflight = asyncio.ensure_future(self._flush())
-        self._inflight.add(inflight)
-        inflight.add_done_callback(self._inflight.discard)
-        await asyncio.shield(inflight)
-
-    async def _flush(self) -> None:
-        async with self._flushing:
-            pending, self._pending = self._pending, {}
-            try:
-                while pending:
-                    tenant_id, counts = next(iter(pending.items()))
-                    try:
-                        await self.backend.incr_counters(tenant_id=tenant_id, counts=dict(counts))
-                    except Exception:
-                        # Keep the counts for the next flush rather than lose them to a passing outage, and
-                        # still try the other tenants: one tenant's failure is not theirs.
-                        self._put_back(tenant_id, counts)
-                        log.warning("cache counters of tenant %s not flushed; retrying", tenant_id, exc_info=True)
-                    del pending[tenant_id]
-            finally:
-                for tenant_id, counts in pending.items():  # only on BaseException: nothing is dropped
-                    self._put_back(tenant_id, counts)
-
-    def _put_back(self, tenant_id: str, counts: Tally[str]) -> None:
-        self._pending.setdefault(tenant_id, Tally()).update(counts)
+        """Add the buffered counts to the backend (after a flush in flight). Never raises; completes even when the
+        caller is cancelled, so counts taken from the buffer reach the backend or go back."""
+        await self.batcher.flush()
 
     async def read(self, tenant_id: str) -> dict[str, dict[str, int]]:
         await self.flush()
@@ -81,19 +73,7 @@ class CacheCounters:
         return {kind: {f: raw.get(f"{kind}.{f}", 0) for f in ("hits", "misses")} for kind in KINDS}
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="cache-counters")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
+        self.batcher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        # Waits for a flush the cancelled loop left in flight, then sends what remains.
-        await self.flush()
-        if self._pending:
-            log.warning("cache counters of %d tenant(s) lost at shutdown", len(self._pending))
+        await self.batcher.stop()

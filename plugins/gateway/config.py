@@ -26,7 +26,11 @@ class GatewayConfig(SettingsGroup):
     )
     breaker_fail_max: int = Field(default=5, ge=1, description="Consecutive failures that open a deployment's breaker")
     breaker_reset_seconds: float = Field(default=30.0, ge=0.01, description="Seconds a breaker stays open")
-    flush_seconds: float = Field(default=1.0, ge=0.01, description="How often the usage ledger is written")
+    ledger_wait_seconds: float = Field(
+        default=5.0,
+        ge=0.01,
+        description="How long an answer waits for its usage to be committed; past it the answer is withheld (503)",
+    )
     models_ttl_seconds: float = Field(default=300.0, ge=0.0, description="How long a provider's model list is kept")
     max_connections: int = Field(default=512, ge=1, description="Connections to all providers together")
     redis_prefix: str = Field(default="faas:gw", min_length=1, description="Prefix of the Redis rate-limit keys")

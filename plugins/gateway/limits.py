@@ -2,9 +2,11 @@
 
 A call reserves its tokens (prompt estimate + max_tokens) and its worst-case cost before it goes upstream, in
 one atomic step shared by every replica; the ledger settles the reservation with the real usage afterwards.
-PostgreSQL does it by default (one UPSERT on the tenant's counter row); with `REDIS_URL` a Lua script does it
-on Redis, with the policy read from PostgreSQL and kept for a few seconds per replica. Over a limit the caller
-gets 429 with `Retry-After`; a model outside the tenant's allow-list is a 404, as if it did not exist.
+PostgreSQL does it by default (one UPSERT on the tenant's counter row), and the ledger then settles in the same
+transaction that writes the call's usage row; with `REDIS_URL` a Lua script does it on Redis, with the policy
+read from PostgreSQL and kept for a few seconds per replica, and the ledger settles there once the row is written.
+Over a limit the caller gets 429 with `Retry-After`; a model outside the tenant's allow-list is a 404, as if it
+did not exist.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Reservation:
 
 
 class Limiter(Protocol):
+    # True when the counters live in the gateway's PostgreSQL tables, so that the ledger settles a reservation in
+    # the transaction that writes the call's usage row (`GatewayStore.write_usage`) rather than through `settle`.
+    settles_in_database: bool
+
     async def admit(self, *, tenant_id: str, model: str, tokens: int, cost: float) -> Reservation: ...
 
     async def settle(self, items: Sequence[Settlement]) -> None: ...
@@ -92,6 +98,8 @@ def refusal(
 
 
 class PostgresLimiter:
+    settles_in_database = True
+
     def __init__(self, store: GatewayStore) -> None:
         self._store = store
 
@@ -146,6 +154,8 @@ return {ok and 1 or 0, minute, r, k, tostring(spent), sec}
 
 class RedisLimiter:
     """The same contract on Redis; counters live there, the policy in PostgreSQL (cached `policy_ttl` s)."""
+
+    settles_in_database = False
 
     def __init__(self, store: GatewayStore, url: str, *, prefix: str = "faas:gw", policy_ttl: float = 5.0) -> None:
         import redis.asyncio as aioredis  # lazy: only with REDIS_URL
@@ -211,7 +221,9 @@ class RedisLimiter:
     async def settle(self, items: Sequence[Settlement]) -> None:
         if not items:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
+        # MULTI/EXEC: a batch is applied whole or not at all, so a failed one may be retried. The ledger settles one
+        # tenant per call, so the keys share the tenant's hash slot (a Redis Cluster refuses MULTI across slots).
+        async with self._redis.pipeline(transaction=True) as pipe:
             for s in items:
                 key = self._key(s.tenant_id)
                 if s.tokens:

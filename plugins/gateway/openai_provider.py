@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from app.errors import UpstreamFailed
-from plugins.gateway.catalog import Deployment
+from plugins.gateway.catalog import OPENAI_DEFAULT_BASE, Deployment
 from plugins.gateway.upstream import HttpUpstream
 
 GATEWAY_FIELDS = ("cache",)
@@ -23,6 +23,10 @@ GATEWAY_FIELDS = ("cache",)
 def upstream_body(dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and v is not None}
     out["model"] = dep.model
+    if dep.base_url == OPENAI_DEFAULT_BASE and "max_tokens" in out and "max_completion_tokens" not in out:
+        # OpenAI's own API deprecated `max_tokens` for this field and refuses it for its reasoning models; servers
+        # that merely speak the API (vLLM, Ollama...) know `max_tokens` best.
+        out["max_completion_tokens"] = out.pop("max_tokens")
     return out
 
 

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
+from app.errors import PayloadTooLarge
+from app.json_limits import json_values
 from app.pagination import CURSOR_PATTERN
 from app.schemas import ResourceId, Schema
+from plugins.gateway.vectors import MAX_DIMENSIONS, MAX_INPUTS, MAX_OUTPUT_VALUES
 
 _NUMERIC = {int, float, int | None, float | None}
 # Counts the database stores (and adds up) as 32/64-bit integers: larger ones are refused, not a 500.
 MAX_INT32 = 2**31 - 1
+# Messages in one chat request: far more than any context window holds in real turns, few enough that parsing
+# a body of tiny ones stays small (600,000 of them cost +522 MB; validation stops at the limit).
+MAX_MESSAGES = 10_000
+# JSON values in one request body (see `app.json_limits`): 10,000 messages of a few fields each, with room for tools.
+MAX_JSON_VALUES = 100_000
 
 
 class Numbers(BaseModel):
@@ -34,6 +42,22 @@ class Numbers(BaseModel):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError("must be a JSON number")
         return value
+
+
+class Bounded(BaseModel):
+    """A request body that refuses, before parsing, JSON holding more than MAX_JSON_VALUES values (a list's
+    `max_length` is checked only after all its items were built and validated)."""
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kw: Any) -> Self:
+        values = json_values(json_data, limit=MAX_JSON_VALUES)
+        if values > MAX_JSON_VALUES:
+            raise PayloadTooLarge(
+                f"the request body holds more than {MAX_JSON_VALUES:,} JSON values (at most {MAX_MESSAGES:,} "
+                f"messages or {MAX_INPUTS:,} inputs per request)",
+                extra={"code": "too_many_values", "limit": MAX_JSON_VALUES},
+            )
+        return super().model_validate_json(json_data, **kw)
 
 
 def _iso_date(value: Any) -> Any:
@@ -127,11 +151,11 @@ class StreamOptions(OpenAIBody):
     include_usage: bool = Field(default=False, strict=True)
 
 
-class ChatCompletionIn(Numbers, OpenAIBody):
+class ChatCompletionIn(Numbers, Bounded, OpenAIBody):
     """`POST /v1/chat/completions` as the OpenAI API defines it, plus the optional `cache` extension."""
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
@@ -144,16 +168,20 @@ class ChatCompletionIn(Numbers, OpenAIBody):
     cache: CacheOptions | None = None
 
 
-class EmbeddingsIn(Numbers, OpenAIBody):
+class EmbeddingsIn(Numbers, Bounded, OpenAIBody):
     """`POST /v1/embeddings`. `model` may be omitted on the platform: the local model then answers."""
 
     model: str | None = Field(default=None, max_length=200)
-    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] = Field(
-        description="a string or a list of strings (token arrays are not accepted)"
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)] = Field(
+        description="a string or a list of strings (token arrays are not accepted); inputs x dimensions at most "
+        f"{MAX_OUTPUT_VALUES:,}"
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(
-        default=None, ge=1, le=8192, description="output length (the local model shortens or zero-pads its 384)"
+        default=None,
+        ge=1,
+        le=MAX_DIMENSIONS,
+        description="output length (the local model shortens or zero-pads its 384)",
     )
 
 
@@ -186,11 +214,11 @@ class Usage(Schema):
     total_tokens: int
 
 
-class ChatIn(Numbers, Schema):
+class ChatIn(Numbers, Bounded, Schema):
     """`POST /api/v1/gateway/chat`: OpenAI messages in, one assistant message out."""
 
     model: str = Field(default="mock-1", min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, description="OpenAI chat messages")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="OpenAI chat messages")
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tools: list[Tool] | None = None
@@ -208,7 +236,7 @@ class ChatOut(Schema):
     cached: bool = False
 
 
-class GenerateIn(Numbers, Schema):
+class GenerateIn(Numbers, Bounded, Schema):
     """`POST /api/v1/gateway/generate`: one prompt in, text out."""
 
     prompt: str = Field(min_length=1)

@@ -3,8 +3,9 @@ and ledger on one exit stack (on exit the ledger flushes what it still holds, th
 
 Every call goes the same way: resolve the public model name (404 listing the tenant's names if unknown),
 serve from the cache plugin when the request asks and a stored answer exists (free for the tenant), reserve
-the tenant's tokens and cost, call the router (deployments with fallbacks), and hand the outcome to the usage
-ledger, which also settles the reservation with the real usage (`metering`). Streams are rendered by
+the tenant's tokens and cost, call the router (deployments with fallbacks) with the provider held to the reserved
+completion limit, and commit the outcome to the usage ledger, which also settles the reservation with the real
+usage, before answering (`metering`; a failed or cancelled call is recorded too). Streams are rendered by
 `streaming`, embeddings shaped by `vectors`, usage and policy reports by `reports`. Other plugins call `chat`,
 `generate`, `embeddings` and `embed_texts` through the registry; the OpenAI-compatible routes call `completion`,
 `stream` and `embeddings`.
@@ -12,9 +13,11 @@ ledger, which also settles the reservation with the real usage (`metering`). Str
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from app.errors import NotFound
@@ -50,7 +53,14 @@ from plugins.gateway.schemas import (
 from plugins.gateway.store import GatewayStore
 from plugins.gateway.streaming import sse_events
 from plugins.gateway.upstream import HttpUpstream
-from plugins.gateway.vectors import embeddings_list, resize, texts_of
+from plugins.gateway.vectors import (
+    OFF_LOOP_VALUES,
+    check_output_size,
+    embeddings_list,
+    resize,
+    texts_of,
+    values_in,
+)
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
@@ -120,7 +130,9 @@ class DirectGatewayService:
             return None
         # A hit still passes the tenant's model and request checks, but reserves no tokens and costs nothing.
         await self.meter.reserve(tenant_id, entry, tokens=0, cost=0.0)
-        self.meter.record(tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True)
+        await self.meter.record(
+            tenant_id=tenant_id, model=entry.name, dep=None, started=started, status=200, cache_hit=True
+        )
         return hit
 
     async def completion(self, *, tenant_id: str, request: ChatCompletionIn) -> dict[str, Any]:
@@ -136,10 +148,10 @@ class DirectGatewayService:
         if hit is not None:
             return hit
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
-            result, dep = await self.router.chat(entry, body)
+        async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
+            result, dep = await self.router.chat(entry, self._capped(body))
         u = result.get("usage") or {}
-        self.meter.record(
+        await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,
@@ -160,11 +172,11 @@ class DirectGatewayService:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         entry = await self._entry(tenant_id, body["model"], "chat")
         reservation = await self.meter.reserve_chat(tenant_id, entry, body)
-        with self.meter.failures(
+        async with self.meter.failures(
             tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation, stream=True
         ):
-            dep, chunks = await self.router.stream(entry, body)
-        return sse_events(
+            dep, chunks = await self.router.stream(entry, self._capped(body))
+        return await sse_events(
             self.meter,
             tenant_id=tenant_id,
             entry=entry,
@@ -174,6 +186,13 @@ class DirectGatewayService:
             include_usage=include_usage,
             started=started,
         )
+
+    def _capped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body the provider gets: held to the completion limit that was reserved, also when the client set
+        none (a provider's own default could otherwise exceed the reservation, or be unbounded)."""
+        if body.get("max_completion_tokens") or body.get("max_tokens"):
+            return body
+        return {**body, "max_tokens": self.meter.completion_limit(body)}
 
     async def chat(self, *, tenant_id: str, request: ChatIn) -> ChatOut:
         body = request.model_dump(exclude_none=True)
@@ -211,13 +230,16 @@ class DirectGatewayService:
         started = time.perf_counter()
         texts = texts_of(request.input)
         entry = await self._entry(tenant_id, request.model or LOCAL_EMBEDDING_MODEL, "embeddings")
+        local = any(d.provider == "local" for d in entry.deployments)
+        check_output_size(len(texts), request.dimensions or (DIMENSIONS if local else None))
         reservation, estimate = await self.meter.reserve_embeddings(tenant_id, entry, texts)
-        with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
+        async with self.meter.failures(tenant_id=tenant_id, model=entry.name, started=started, reservation=reservation):
             vectors, tokens, dep = await self.router.embed(entry, texts, request.model_dump(exclude_none=True))
         tokens = tokens or estimate
         if dep.provider == "local" and request.dimensions not in (None, DIMENSIONS):
-            vectors = [resize(v, request.dimensions or DIMENSIONS) for v in vectors]
-        self.meter.record(
+            size = request.dimensions or DIMENSIONS
+            vectors = await asyncio.to_thread(lambda: [resize(v, size) for v in vectors])
+        await self.meter.record(
             tenant_id=tenant_id,
             model=entry.name,
             dep=dep,
@@ -230,7 +252,8 @@ class DirectGatewayService:
 
     async def embeddings(self, *, tenant_id: str, request: EmbeddingsIn) -> dict[str, Any]:
         vectors, tokens, model = await self._embed(tenant_id, request)
-        return embeddings_list(vectors, model=model, tokens=tokens, encoding=request.encoding_format)
+        build = partial(embeddings_list, vectors, model=model, tokens=tokens, encoding=request.encoding_format)
+        return await asyncio.to_thread(build) if values_in(vectors) >= OFF_LOOP_VALUES else build()
 
     async def embed_texts(self, *, tenant_id: str, texts: list[str], model: str | None = None) -> list[list[float]]:
         if not texts:
@@ -287,7 +310,7 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             limiter = redis_limiter
         else:
             limiter = PostgresLimiter(store)
-        ledger = UsageLedger(store, limiter, interval=config.flush_seconds)
+        ledger = UsageLedger(store, limiter, wait_seconds=config.ledger_wait_seconds)
         ledger.start()
         stack.push_async_callback(ledger.stop)
         meter = Meter(limiter=limiter, ledger=ledger, default_max_tokens=config.default_max_tokens)

@@ -55,6 +55,28 @@ FROM unnest(CAST(:t AS text[]), CAST(:w AS timestamptz[]), CAST(:p AS date[]), C
 WHERE g.tenant_id = s.t
 """
 
+# The ledger's group commit: one statement (so one transaction and one round trip) inserts a batch of usage rows
+# and settles their reservations. A reply waits for it, so it keeps the default synchronous commit.
+_WRITE_USAGE = """
+WITH settled AS (
+    UPDATE gateway_tenant_limits AS g SET
+        window_tokens = CASE WHEN g.window_start = s.w THEN GREATEST(0, g.window_tokens + s.dtok)
+            ELSE g.window_tokens END,
+        period_spent_usd = CASE WHEN g.budget_period = s.p THEN GREATEST(0, g.period_spent_usd + s.dcost)
+            ELSE g.period_spent_usd END
+    FROM unnest($15::text[], $16::timestamptz[], $17::date[], $18::bigint[], $19::float8[]) AS s(t, w, p, dtok, dcost)
+    WHERE g.tenant_id = s.t
+    RETURNING 1
+), inserted AS (
+    INSERT INTO gateway_usage (tenant_id, created_at, request_id, model, deployment, provider, prompt_tokens,
+        completion_tokens, cost_usd, latency_ms, cache_hit, stream, status, error)
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+        $8::int[], $9::float8[], $10::float8[], $11::bool[], $12::bool[], $13::int[], $14::text[])
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM settled) AS settled
+"""
+
 _INSERT_USAGE = """
 INSERT INTO gateway_usage (tenant_id, created_at, request_id, model, deployment, provider, prompt_tokens,
     completion_tokens, cost_usd, latency_ms, cache_hit, stream, status, error)
@@ -99,6 +121,24 @@ class Settlement:
     period: date
     tokens: int
     cost: float
+
+
+def net_settlements(items: Sequence[Settlement]) -> list[Settlement]:
+    """One correction per tenant, for its latest window and month, in tenant order (a stable lock order).
+
+    Corrections to an older minute or month no longer matter: that counter has rolled over.
+    """
+    latest: dict[str, tuple[datetime, date, int, float]] = {}
+    for s in items:
+        cur = latest.get(s.tenant_id)
+        if cur is None or s.window > cur[0]:
+            carry = cur[3] if cur is not None and cur[1] == s.period else 0.0
+            latest[s.tenant_id] = (s.window, s.period, s.tokens, s.cost + carry)
+        elif s.window == cur[0]:
+            latest[s.tenant_id] = (cur[0], cur[1], cur[2] + s.tokens, cur[3] + s.cost)
+        elif s.period == cur[1]:
+            latest[s.tenant_id] = (cur[0], cur[1], cur[2], cur[3] + s.cost)
+    return [Settlement(t, *latest[t]) for t in sorted(latest)]
 
 
 @dataclass(frozen=True)
@@ -159,30 +199,44 @@ class GatewayStore:
         return await self.get_limits(tenant_id=tenant_id)
 
     async def settle(self, items: Sequence[Settlement]) -> None:
-        # One UPDATE row per tenant, for its latest window and month: corrections to an older minute or month
-        # no longer matter (that counter has rolled over).
-        latest: dict[str, tuple[datetime, date, int, float]] = {}
-        for s in items:
-            cur = latest.get(s.tenant_id)
-            if cur is None or s.window > cur[0]:
-                carry = cur[3] if cur is not None and cur[1] == s.period else 0.0
-                latest[s.tenant_id] = (s.window, s.period, s.tokens, s.cost + carry)
-            elif s.window == cur[0]:
-                latest[s.tenant_id] = (cur[0], cur[1], cur[2] + s.tokens, cur[3] + s.cost)
-            elif s.period == cur[1]:
-                latest[s.tenant_id] = (cur[0], cur[1], cur[2], cur[3] + s.cost)
-        if not latest:
+        net = net_settlements(items)
+        if not net:
             return
-        keys = list(latest)
         await self.db.execute(
             _SETTLE,
             {
-                "t": keys,
-                "w": [latest[k][0] for k in keys],
-                "p": [latest[k][1] for k in keys],
-                "dtok": [latest[k][2] for k in keys],
-                "dcost": [latest[k][3] for k in keys],
+                "t": [n.tenant_id for n in net],
+                "w": [n.window for n in net],
+                "p": [n.period for n in net],
+                "dtok": [n.tokens for n in net],
+                "dcost": [n.cost for n in net],
             },
+        )
+
+    async def write_usage(self, entries: Sequence[UsageEntry], settlements: Sequence[Settlement]) -> None:
+        """Insert `entries` and apply `settlements` atomically (one statement, one transaction)."""
+        net = net_settlements(settlements)
+        await self.db.fetchrow_raw(
+            _WRITE_USAGE,
+            [e.tenant_id for e in entries],
+            [e.created_at for e in entries],
+            [e.request_id for e in entries],
+            [e.model for e in entries],
+            [e.deployment for e in entries],
+            [e.provider for e in entries],
+            [e.prompt_tokens for e in entries],
+            [e.completion_tokens for e in entries],
+            [e.cost_usd for e in entries],
+            [e.latency_ms for e in entries],
+            [e.cache_hit for e in entries],
+            [e.stream for e in entries],
+            [e.status for e in entries],
+            [e.error for e in entries],
+            [n.tenant_id for n in net],
+            [n.window for n in net],
+            [n.period for n in net],
+            [n.tokens for n in net],
+            [n.cost for n in net],
         )
 
     async def insert_usage(self, entries: Sequence[UsageEntry]) -> None:

@@ -12,7 +12,7 @@ from app.settings import ConfigError
 from plugins.gateway.catalog import load_file
 from plugins.gateway.interface import GATEWAY
 from plugins.gateway.schemas import ChatIn, GenerateIn
-from tests.conftest import Deployer, eventually
+from tests.conftest import Deployer
 from tests.harness import Deployment
 from tests.plugins.gateway.test_limits import _tenant
 
@@ -34,7 +34,7 @@ async def test_generate_chat_and_usage_ledger(deploy_app: Deployer, database_url
         )
         assert bad.status_code == 404
 
-        async def ledger() -> list[asyncpg.Record]:  # written in batches, off the request path
+        async def ledger() -> list[asyncpg.Record]:  # committed before each answer went out
             conn = await asyncpg.connect(database_url)
             try:
                 rows: list[asyncpg.Record] = await conn.fetch(
@@ -49,7 +49,7 @@ async def test_generate_chat_and_usage_ledger(deploy_app: Deployer, database_url
             ]
             return rows
 
-        rows = await eventually(ledger)
+        rows = await ledger()
         assert rows[1]["completion_tokens"] == 1 and rows[0]["latency_ms"] > 0 and rows[0]["request_id"]
         u = (await c.get("/api/v1/gateway/usage", params={"limit": 1})).json()
         today = datetime.now(UTC).date().isoformat()
@@ -70,7 +70,7 @@ async def test_other_tenants_usage_is_invisible(deploy_app: Deployer, database_u
         async def recorded() -> None:
             assert len((await c1.get("/api/v1/gateway/usage")).json()["data"]) == 1
 
-        await eventually(recorded)
+        await recorded()
         assert (await c2.get("/api/v1/gateway/usage")).json()["data"] == []
         await c1.aclose()
         await c2.aclose()

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Deployer, eventually
 from tests.harness import Deployment
+from tests.plugins.gateway.conftest import fake_upstream, same_minute, write_config
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -50,25 +51,39 @@ async def test_rpm_limit_answers_429_with_retry_after(deploy_app: Deployer, data
         await c.aclose()
 
 
-async def test_tokens_are_reserved_then_settled_with_real_usage(deploy_app: Deployer, database_url: str) -> None:
-    # A ledger flush settles reservations: slow enough here that the three calls below all happen before one.
-    async with deploy_app(env={"FAAS_GATEWAY_FLUSH_SECONDS": "1"}) as app:
-        tid, c = await _tenant(app)
-        await _policy(app, tid, tpm=2500)
-        ok = [(await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))).status_code for _ in range(2)]
-        assert ok == [200, 200]
-        # Two reservations of ~1000 tokens are held: a third does not fit until the ledger settles them.
-        r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
-        assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
+async def test_tokens_are_reserved_then_settled_with_real_usage(
+    deploy_app: Deployer, database_url: str, tmp_path: Path
+) -> None:
+    with fake_upstream("slow", delay=1.0) as (fake, url):
+        config = write_config(
+            tmp_path, {"slow": {"deployments": [{"provider": "openai", "model": "g", "base_url": f"{url}/v1"}]}}
+        )
+        async with deploy_app(env={"FAAS_GATEWAY_CONFIG": config}) as app:
+            tid, c = await _tenant(app)
+            await _policy(app, tid, tpm=2500)
+            await same_minute(seconds_needed=20)
+            body = {"model": "slow", "messages": MSG, "max_tokens": 1000}
+            calls = [asyncio.create_task(c.post("/v1/chat/completions", json=body)) for _ in range(2)]
 
-        async def settled() -> None:  # the ledger's flush settles the reservations and gives back unused tokens
-            r = await c.post("/v1/chat/completions", json=_chat(max_tokens=1000))
-            assert r.status_code == 200
+            async def in_flight() -> None:
+                assert len(fake.received) == 2
 
-        await eventually(settled)
-        too_big = await c.post("/v1/chat/completions", json=_chat(max_tokens=5000))
-        assert too_big.status_code == 429 and "lower max_tokens" in too_big.json()["error"]["message"]
-        await c.aclose()
+            await eventually(in_flight)
+            # Two reservations of ~1000 tokens are held while their calls run: a third does not fit.
+            r = await c.post("/v1/chat/completions", json=body)
+            assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
+            assert [(await call).status_code for call in calls] == [200, 200]
+            # Each answer came after its reservation was settled with the real usage: the window has room again.
+            assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+            too_big = await c.post("/v1/chat/completions", json={**body, "max_tokens": 5000})
+            assert too_big.status_code == 429 and "lower max_tokens" in too_big.json()["error"]["message"]
+            await c.aclose()
+        conn = await asyncpg.connect(database_url)
+        try:
+            held = await conn.fetchval("SELECT window_tokens FROM gateway_tenant_limits WHERE tenant_id = $1", tid)
+        finally:
+            await conn.close()
+        assert held == 3 * 18  # the fake provider's real usage (11 + 7) for each of the three answered calls
 
 
 async def test_budget_stops_spending_and_matches_the_ledger(
@@ -99,11 +114,9 @@ async def test_budget_stops_spending_and_matches_the_ledger(
         statuses = []
         for _ in range(12):
             r = await c.post("/v1/chat/completions", json={"model": "priced", "messages": MSG, "max_tokens": 3})
-            statuses.append(r.status_code)
-            await asyncio.sleep(0.1)
+            statuses.append(r.status_code)  # each answer's spend is settled before it goes out: no waiting
         assert 200 in statuses and statuses[-1] == 429
         assert r.json()["error"]["code"] == "insufficient_quota" and int(r.headers["retry-after"]) > 0
-        await asyncio.sleep(0.2)
         policy = (await app.admin().get(f"/api/v1/gateway/tenants/{tid}/policy")).json()
         conn = await asyncpg.connect(database_url)
         try:
@@ -146,3 +159,21 @@ async def test_two_replicas_share_one_limit(deploy_app: Deployer, database_url: 
         assert codes.count(200) == 10 and codes.count(429) == 20
         await c1.aclose()
         await c2.aclose()
+
+
+async def test_with_redis_limits_reservations_are_settled_after_the_rows_commit(
+    deploy_app: Deployer, database_url: str
+) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "FAAS_GATEWAY_REDIS_PREFIX": f"test:{secrets.token_hex(6)}"}
+    async with deploy_app(env=env) as app:
+        tid, c = await _tenant(app)
+        await _policy(app, tid, tpm=2500)
+        await same_minute(seconds_needed=15)
+        body = _chat(max_tokens=1000)
+        assert [(await c.post("/v1/chat/completions", json=body)).status_code for _ in range(2)] == [200, 200]
+
+        async def settled() -> None:  # Redis is settled just after the rows commit, off the answer's path
+            assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+
+        await eventually(settled)
+        await c.aclose()

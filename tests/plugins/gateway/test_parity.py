@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ from starlette.routing import Route
 
 from tests.conftest import ADMIN_KEY, Deployer, eventually, serve_app
 from tests.harness import deploy
+from tests.plugins.gateway.conftest import same_minute
+from tests.plugins.gateway.test_ledger import reservations_settled
 
 CLIENT_DEADLINE = 0.5
 MSG = [{"role": "user", "content": "hi"}]
@@ -223,14 +226,14 @@ async def test_usage_lands_with_the_calling_tenant(admin: httpx.AsyncClient) -> 
         assert (await mine.post("/v1/embeddings", json={"input": "x"})).status_code == 200
         assert (await mine.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})).status_code == 404
 
-        async def recorded() -> None:  # the ledger is written in batches, off the request path
+        async def recorded() -> None:
             rows = (await mine.get("/api/v1/gateway/usage")).json()["data"]
             assert sorted((r["model"], r["requests"], r["errors"]) for r in rows) == [
                 ("all-MiniLM-L6-v2", 1, 0),
                 ("mock-1", 1, 0),
             ]
 
-        await eventually(recorded)
+        await recorded()  # committed before each answer went out
         assert (await theirs.get("/api/v1/gateway/usage")).json()["data"] == []
         bad = await mine.get("/api/v1/gateway/usage", params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "limit"]
@@ -337,3 +340,32 @@ async def test_malformed_messages_and_tools_are_4xx(admin: httpx.AsyncClient) ->
         }
         r = await c.post("/v1/chat/completions", json=fine)
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "The tool returned: sunny"
+
+
+async def test_a_client_that_leaves_a_stream_settles_it_and_leaves_a_row(
+    admin: httpx.AsyncClient, database_url: str
+) -> None:
+    tenant_id, client = await new_client(admin)
+    await same_minute(seconds_needed=15)
+    body = {"model": "gated", "messages": MSG, "stream": True, "max_tokens": 1000}
+    async with client:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            seen = ""
+            async with asyncio.timeout(5):
+                async for line in r.aiter_lines():
+                    seen += line
+                    if '"before"' in seen:
+                        break  # leave mid-stream: the provider still holds the rest
+    conn = await asyncpg.connect(database_url)
+    try:
+
+        async def recorded() -> None:
+            rows = await conn.fetch("SELECT status, stream, error FROM gateway_usage WHERE tenant_id = $1", tenant_id)
+            assert [(row["status"], row["stream"]) for row in rows] == [(499, True)], rows
+            held, used = await reservations_settled(conn, tenant_id)
+            assert held == used < 1000
+
+        await eventually(recorded)
+    finally:
+        await conn.close()
