@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Template
 
 from plugins.prompts import sandbox, simple
-from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
+from plugins.prompts.errors import TemplateRefused, TemplateVariablesError
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,7 @@ def _render_units(prompt: CompiledPrompt, values: dict[str, Any]) -> list[str]:
         if isinstance(unit.compiled, Template):
             text = sandbox.stream_limited(unit.compiled.generate(values), budget)
         else:
-            text = simple.render(unit.compiled, values)
-            if len(text) > budget:
-                raise RenderLimitExceeded(f"the rendered output would exceed {sandbox.MAX_OUTPUT_CHARS} characters")
+            text = simple.render(unit.compiled, values, budget, sandbox.MAX_OUTPUT_CHARS)
         budget -= len(text)
         out.append(text)
     return out
