@@ -18,18 +18,16 @@ Layers, each of which alone refuses the known escapes (`''.__class__.__mro__`, `
   `tojson`'s indent, `sum`'s start, `round`'s precision) are all refused with RenderLimitExceeded.
 - output streams through the same budget.
 
-What is left (a slow loop, a comparison of two huge structures, memory grown a piece at a time) is stopped at the
-render deadline: the render runs in its own thread, which receives an exception at its next bytecode.
+What is left (a slow loop, a comparison of two huge structures, memory grown a piece at a time) is stopped by the
+worker process the template runs in: a time limit and a memory cap, past which the process is killed
+(`plugins.prompts.worker`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import functools
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from io import StringIO
 from typing import Any
@@ -46,7 +44,6 @@ from jinja2.utils import _PassArg, pass_environment, pass_eval_context
 from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
 
 MAX_OUTPUT_CHARS = 256 * 1024
-RENDER_SECONDS = 1.0
 MAX_JSON_INDENT = 16
 MAX_INT_BITS = 4096  # ~1,233 decimal digits: any arithmetic on such numbers takes microseconds
 MAX_ROUND_DIGITS = 64
@@ -121,10 +118,6 @@ def _scalar_weight(value: Any, text: bool) -> int:
     if isinstance(value, int):
         return value.bit_length() // 3 + 2
     return 32  # a float, the loop, an Undefined: short fixed representations
-
-
-class _Timeout(BaseException):
-    """Raised inside a render thread when its deadline passes (BaseException: templates cannot catch it)."""
 
 
 def _too_big(limit: int, size: int | None = None, what: str = "the rendered output") -> RenderLimitExceeded:
@@ -500,52 +493,3 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, Exception):
         return TemplateRefused(f"the template failed while rendering: {type(exc).__name__}: {_short(str(exc))}")
     return exc
-
-
-async def run_limited(job: Callable[[], Any], *, seconds: float = RENDER_SECONDS) -> Any:
-    """Run the synchronous `job` in a fresh thread; past `seconds`, stop it and raise RenderLimitExceeded."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    lock = threading.Lock()
-    state = {"done": False, "killed": False}
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def attempt() -> tuple[Any, BaseException | None]:
-        try:
-            try:
-                return job(), None
-            finally:
-                with lock:
-                    state["done"] = True
-        except _Timeout:
-            raise
-        except BaseException as exc:
-            return None, translate(exc)
-
-    def target() -> None:
-        # A _Timeout is sent at most once and only before `done` is set, so it surfaces inside this try.
-        try:
-            value, error = attempt()
-            loop.call_soon_threadsafe(settle, value, error)
-        except _Timeout:
-            pass  # the waiter has already answered
-
-    thread = threading.Thread(target=target, name="prompt-render", daemon=True)
-    thread.start()
-    try:
-        return await asyncio.wait_for(asyncio.shield(future), seconds)
-    except TimeoutError:
-        with lock:
-            if not state["done"] and thread.ident is not None:
-                state["killed"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Timeout))
-        if state["killed"]:
-            raise RenderLimitExceeded(f"rendering took longer than {seconds:g} s and was stopped") from None
-        return await future  # finished at the deadline: its answer is on the way

@@ -5,7 +5,8 @@ rules. It also derives the variables. Rendering checks the given variables again
 400 naming it; an unknown one (given but unused) is a 400 too unless the caller asks for a lenient render, which
 lists it in `unknown_variables`, because a misspelt name would otherwise silently render the wrong prompt.
 
-Everything here but `render_prompt` is synchronous and pure.
+Everything here is synchronous and pure: `plugins.prompts.renderer` decides where it runs (on the event loop for
+small simple templates, in a worker process with a time and memory limit for everything else).
 """
 
 from __future__ import annotations
@@ -158,13 +159,3 @@ def assemble(type: str, roles: list[str | None], texts: list[str], unknown: list
         return Rendered(text=texts[0], messages=None, unknown=unknown)
     messages = [{"role": role or "user", "content": t} for role, t in zip(roles, texts, strict=True)]
     return Rendered(text=None, messages=messages, unknown=unknown)
-
-
-async def render_prompt(prompt: CompiledPrompt, values: dict[str, Any], *, strict: bool = True) -> Rendered:
-    unknown = check_variables(prompt.variables, prompt.syntax, values, strict=strict)
-    limit = sandbox.MAX_OUTPUT_CHARS
-    if prompt.syntax == "simple":
-        texts = render_units(prompt, values, limit)  # linear in the output, which is capped: no thread needed
-    else:
-        texts = await sandbox.run_limited(lambda: render_units(prompt, values, limit))
-    return assemble(prompt.type, [u.role for u in prompt.units], texts, unknown)

@@ -6,13 +6,41 @@ direct, under uvicorn on 127.0.0.1) through `RemotePromptsService`; both mount t
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from plugins.prompts.worker import MARK
 from tests.conftest import ADMIN_KEY, asgi_client, new_tenant
+
+
+def render_workers(parents: set[int] | None = None, *, anywhere: bool = False) -> dict[int, int]:
+    """Live (not zombie) render worker processes whose parent is in `parents` (default: this process), or whatever
+    their parent when `anywhere`, read from /proc: pid -> parent pid."""
+    parents = {os.getpid()} if parents is None else parents
+    found: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if MARK.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state != "Z" and (anywhere or int(ppid) in parents):
+            found[int(entry.name)] = int(ppid)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
