@@ -118,11 +118,14 @@ def handle(env: sandbox.PromptSandbox, cache: templates.UnitCache, job: dict[str
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
-        return problem(exc)
+        return problem(exc, compiling=job.get("op") == "compile")
 
 
-def problem(exc: BaseException) -> dict[str, Any]:
-    error = sandbox.translate(exc)
+def problem(exc: BaseException, *, compiling: bool = False) -> dict[str, Any]:
+    if compiling and isinstance(exc, MemoryError):
+        error: BaseException = TemplateRefused("compiling the template needed more memory than a prompt may use")
+    else:
+        error = sandbox.translate(exc)
     reply: dict[str, Any] = {"ok": False, "detail": str(getattr(error, "detail", error))}
     if isinstance(error, TemplateVariablesError):
         reply.update(kind="variables", missing=error.extra["missing"], unknown=error.extra["unknown"])
