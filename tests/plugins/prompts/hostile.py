@@ -31,7 +31,7 @@ def _jinja(template: str) -> dict[str, Any]:
 NESTED_LIST = "{% set a = '" + "x" * 32 + "' %}" + "{% set a = [a, a, a, a, a, a, a, a] %}" * 8 + "{{ a }}"
 BUSY_LOOP = "{% for a in xs %}{% for b in xs %}{% if a == b and a|string == 'q' %}x{% endif %}{% endfor %}{% endfor %}"
 HOARD = "{% set a = [" + ", ".join(["s|list"] * 20) + "] %}{{ a|length }}"
-CHAT = [{"role": "user", "content": "{{ x }} and " * 8000} for _ in range(100)]  # ~9.6 MB, 4.8M tokens
+CHAT = [{"role": "user", "content": "{{ x }} and " * 8000} for _ in range(100)]  # 9.6 MB, 4.8 million tokens
 
 CASES = [
     Hostile(
