@@ -66,6 +66,11 @@ class PromptRenderer:
     ) -> Rendered:
         """Render the version stored under `key` (tenant, prompt id, version), whose template uses `variables`."""
         unknown = templates.check_variables(variables, syntax, values, strict=strict)
+        prompt = self._inline.get(key)
+        if prompt is not None:  # the fast path: a small simple template, parsed before
+            self._inline.move_to_end(key)
+            texts = templates.render_units(prompt, values, self.config.max_output_chars)
+            return templates.assemble(type, [u.role for u in prompt.units], texts, unknown)
         units = templates.sources(type, template)
         if _inline(syntax, units):
             prompt = self._parsed(key, type, syntax, template)
@@ -79,14 +84,10 @@ class PromptRenderer:
         return templates.assemble(type, [role for role, _ in units], texts, unknown)
 
     def _parsed(self, key: tuple[str, str, int], type: str, syntax: str, template: Any) -> CompiledPrompt:
-        prompt = self._inline.get(key)
-        if prompt is None:
-            prompt = templates.compile_prompt(None, type=type, syntax=syntax, template=template)
-            self._inline[key] = prompt
-            while len(self._inline) > INLINE_CACHE_SIZE:
-                self._inline.popitem(last=False)
-        else:
-            self._inline.move_to_end(key)
+        prompt = templates.compile_prompt(None, type=type, syntax=syntax, template=template)
+        self._inline[key] = prompt
+        while len(self._inline) > INLINE_CACHE_SIZE:
+            self._inline.popitem(last=False)
         return prompt
 
     async def _run(self, job: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -90,9 +90,17 @@ def render(pieces: list[Piece], values: dict[str, Any], budget: int, limit: int)
     The output's length is known before anything is joined, so a big value used many times is refused without
     being copied: RenderLimitExceeded past `budget` characters (what is left of `limit`).
     """
-    names = {p.name for p in pieces if isinstance(p, Var)}
-    texts = {name: _text(values[name]) for name in names}  # once per name, however often it is used
-    size = sum(len(p) if isinstance(p, str) else len(texts[p.name]) for p in pieces)
+    texts: dict[str, str] = {}  # each value's text once, however often it is used
+    parts: list[str] = []  # references, not copies
+    for p in pieces:
+        if isinstance(p, str):
+            parts.append(p)
+        else:
+            text = texts.get(p.name)
+            if text is None:
+                text = texts[p.name] = _text(values[p.name])
+            parts.append(text)
+    size = sum(map(len, parts))
     if size > budget:
         raise RenderLimitExceeded(f"the rendered output would exceed {limit:,} characters ({size + limit - budget:,})")
-    return "".join(p if isinstance(p, str) else texts[p.name] for p in pieces)
+    return "".join(parts)
