@@ -47,7 +47,11 @@ class JobTimeout(PoolError):
 
 
 class WorkerLost(PoolError):
-    """The worker died, could not start, or broke the protocol; it was dropped."""
+    """The worker died or broke the protocol during the job; it was dropped."""
+
+
+class WorkerStartFailed(PoolError):
+    """No worker could be started (the job never ran)."""
 
 
 class _Worker:
@@ -110,7 +114,7 @@ class WorkerPool:
         return sorted(w.pid for w in self._workers if w.alive)
 
     async def run(self, job: dict[str, Any], *, seconds: float) -> dict[str, Any]:
-        """Run `job` on a worker and return its reply; PoolBusy, PoolClosed, JobTimeout or WorkerLost otherwise."""
+        """Run `job` on a worker and return its reply, or raise a PoolError saying why not."""
         if self._closed:
             raise PoolClosed("the render workers are stopping")
         payload = dumps({**job, "seconds": seconds})
@@ -147,7 +151,7 @@ class WorkerPool:
                 cwd="/",
             )
         except OSError as exc:
-            raise WorkerLost(f"a render worker could not be started: {exc}") from None
+            raise WorkerStartFailed(f"a render worker could not be started: {exc}") from None
         worker = _Worker(proc)
         self._workers.add(worker)
         try:
@@ -158,9 +162,9 @@ class WorkerPool:
         except BaseException as exc:
             self._drop(worker)
             if isinstance(exc, Exception):
-                raise WorkerLost(f"a render worker did not start: {type(exc).__name__}") from None
+                raise WorkerStartFailed(f"a render worker did not start: {type(exc).__name__}") from None
             raise
-        log.info("render worker started", extra={"pid": worker.pid})
+        log.info("render worker started", extra={"worker_pid": worker.pid})
         return worker
 
     async def _call(self, worker: _Worker, payload: bytes, seconds: float) -> dict[str, Any]:
@@ -221,7 +225,7 @@ class WorkerPool:
             self._workers.discard(worker)
             self._reaping.discard(worker)
         if worker.proc.returncode not in (0, -9):
-            log.warning("render worker exited", extra={"pid": worker.pid, "returncode": worker.proc.returncode})
+            log.warning("render worker exited", extra={"worker_pid": worker.pid, "returncode": worker.proc.returncode})
 
     async def aclose(self) -> None:
         """Stop every worker: idle ones by closing their stdin, busy ones (there should be none) by killing them."""

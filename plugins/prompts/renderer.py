@@ -18,7 +18,7 @@ from app.errors import Unavailable
 from plugins.prompts import templates, worker
 from plugins.prompts.config import PromptsConfig
 from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
-from plugins.prompts.pool import JobTimeout, PoolBusy, PoolClosed, WorkerLost, WorkerPool
+from plugins.prompts.pool import JobTimeout, PoolBusy, PoolClosed, WorkerLost, WorkerPool, WorkerStartFailed
 from plugins.prompts.templates import CompiledPrompt, Rendered
 
 INLINE_CHARS = 4096
@@ -100,8 +100,10 @@ class PromptRenderer:
             raise error(f"{doing} took longer than {seconds:g} s and was stopped") from None
         except WorkerLost:
             raise error(f"{doing} stopped the worker process it ran in (past its memory limit, or killed)") from None
-        except (PoolBusy, PoolClosed) as exc:
-            raise Unavailable(f"prompt rendering is busy: {exc}; retry shortly", headers={"Retry-After": "1"}) from None
+        except (PoolBusy, PoolClosed, WorkerStartFailed) as exc:
+            raise Unavailable(
+                f"prompt rendering is unavailable: {exc}; retry shortly", headers={"Retry-After": "1"}
+            ) from None
         if reply.get("ok"):
             return reply
         detail = str(reply.get("detail") or "the template failed")
