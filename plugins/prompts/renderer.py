@@ -37,8 +37,9 @@ class PromptRenderer:
             functools.partial(worker.command, settings),
             size=config.render_workers,
             queue_seconds=config.queue_seconds,
-            # JSON escapes a character in at most 6 bytes (\uXXXX); the rest is roles and punctuation.
-            max_reply_bytes=6 * config.max_output_chars + 1024 * 1024,
+            # JSON takes at most 12 bytes a character (an astral one as two \uXXXX escapes, when the codec falls
+            # back to ASCII for a lone surrogate); the rest is roles and punctuation.
+            max_reply_bytes=12 * config.max_output_chars + 1024 * 1024,
         )
         self._inline: OrderedDict[tuple[str, str, int], CompiledPrompt] = OrderedDict()
 
