@@ -20,6 +20,9 @@ from jinja2 import Template
 from plugins.prompts import sandbox, simple
 from plugins.prompts.errors import TemplateRefused, TemplateVariablesError
 
+MAX_VARIABLES = 10_000  # given to one render
+LISTED = 20  # unknown variables named in an error's detail (its `unknown` field has them all)
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -124,20 +127,29 @@ def compile_prompt(
 
 def check_variables(variables: list[str], syntax: str, values: dict[str, Any], *, strict: bool) -> list[str]:
     """The unknown variables among `values`; TemplateVariablesError for missing ones, and unknown ones if strict."""
+    if len(values) > MAX_VARIABLES:  # sorting and listing them would hold the event loop
+        raise TemplateVariablesError(
+            f"a render takes at most {MAX_VARIABLES:,} variables ({len(values):,} given)", missing=[], unknown=[]
+        )
     unknown = sorted(set(values) - set(variables))
     # Jinja2 variables may be optional (`{{ x | default('') }}`): those missing are found while rendering.
     missing = [v for v in variables if v not in values] if syntax == "simple" else []
     if missing or (strict and unknown):
         parts = []
         if missing:
-            parts.append(f"missing variable{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+            parts.append(f"missing variable{'s' if len(missing) > 1 else ''}: {_listed(missing)}")
         if strict and unknown:
             parts.append(
-                f"unknown variable{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
-                f"(the template uses: {', '.join(variables) or 'none'}; send strict: false to allow extras)"
+                f"unknown variable{'s' if len(unknown) > 1 else ''}: {_listed(unknown)} "
+                f"(the template uses: {_listed(variables) or 'none'}; send strict: false to allow extras)"
             )
         raise TemplateVariablesError("; ".join(parts), missing=missing, unknown=unknown if strict else [])
     return unknown
+
+
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - LISTED:,} more" if len(names) > LISTED else ""
+    return ", ".join(names[:LISTED]) + more
 
 
 def render_units(prompt: CompiledPrompt, values: dict[str, Any], limit: int) -> list[str]:

@@ -59,6 +59,20 @@ async def test_unknown_variable_is_400_unless_lenient(api: httpx.AsyncClient) ->
     assert lenient.json()["text"] == "Hi Ada" and lenient.json()["unknown_variables"] == ["nmae"]
 
 
+async def test_variables_are_counted_before_they_are_sorted_and_listed(api: httpx.AsyncClient) -> None:
+    await make(api, "Hi {{name}}")
+    extra = {f"v{i:05d}": 0 for i in range(10_000)}
+    r = await render(api, variables={"name": "Ada", **extra})
+    assert r.status_code == 400 and "at most 10,000 variables (10,001 given)" in r.json()["detail"]
+    del extra["v00000"]
+    r = await render(api, variables={"name": "Ada", **extra})
+    assert r.status_code == 400 and len(r.json()["unknown"]) == 9_999
+    assert "v00001, v00002" in r.json()["detail"] and "v00021" not in r.json()["detail"]
+    assert "and 9,979 more" in r.json()["detail"]
+    lenient = await render(api, variables={"name": "Ada", **extra}, strict=False)
+    assert lenient.status_code == 200 and len(lenient.json()["unknown_variables"]) == 9_999
+
+
 async def test_render_by_version_and_not_both_selectors(api: httpx.AsyncClient) -> None:
     await make(api, "one {{x}}")
     await api.post(f"{URL}/p/versions", json={"template": "two {{x}}"})
