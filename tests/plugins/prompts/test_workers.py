@@ -88,6 +88,24 @@ async def test_a_worker_killed_mid_render_is_replaced(api: httpx.AsyncClient) ->
     assert render_workers() and worker not in render_workers()
 
 
+@pytest.mark.parametrize("mode_env", [{"FAAS_PROMPTS_COMPILE_TIMEOUT_SECONDS": "0.05"}], indirect=True)
+async def test_a_compile_past_its_time_limit_is_refused_and_its_worker_replaced(api: httpx.AsyncClient) -> None:
+    await make(api, "small", "{{ x }}")  # starts a worker; compiles in milliseconds
+    [worker] = render_workers()
+    r = await api.post(URL, json={"name": "big", "template": "{{ x }} and " * 3000, "syntax": "jinja2"})
+    assert r.status_code == 422, r.text  # 18,000 tokens: a few tenths of a second to compile
+    assert r.json()["type"] == "urn:faas:problem:template-refused"
+    assert "compiling the template took longer than 0.05 s" in r.json()["detail"]
+    assert (await api.get(f"{URL}/big")).status_code == 404
+
+    async def replaced() -> None:
+        assert worker not in render_workers()
+
+    await eventually(replaced, within=10)
+    r = await api.post(f"{URL}/small/render", json={"variables": {"x": 1}})
+    assert r.status_code == 200 and r.json()["text"] == "1"
+
+
 # Ten lists of 4 million references: ~320 MB, built a piece at a time (no single value is too big to refuse).
 HOARD = "{% set a = [" + ", ".join(["s|list"] * 10) + "] %}{{ a|length }}"
 
