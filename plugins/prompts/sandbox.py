@@ -12,10 +12,11 @@ Layers, each of which alone refuses the known escapes (`''.__class__.__mro__`, `
   strings is refused;
 - no single operation may build a huge value, because one C call (`[x] * n`, `9 ** 4096 ** 64`, `str()` of a
   list that holds itself many times over) cannot be interrupted once it starts. So sizes are checked *before*
-  the operation: an integer result above MAX_INT_BITS bits, a repetition or concatenation past the output
-  budget, a value printed, joined or passed to a text filter whose text would pass the budget, a `{% set %}` or
-  `{% filter %}` block whose captured output passes it, and the filters taking a size (`batch`, `slice`,
-  `tojson`'s indent, `sum`'s start, `round`'s precision) are all refused with RenderLimitExceeded.
+  the operation (`plugins.prompts.budget`): an integer result above MAX_INT_BITS bits, a repetition or
+  concatenation past the output budget, a value printed, joined or passed to a text filter whose text would pass
+  the budget, a `{% set %}` or `{% filter %}` block whose captured output passes it, and the filters taking a size
+  (`batch`, `slice`, `tojson`'s indent, `sum`'s start, `round`'s precision) are refused: RenderLimitExceeded for
+  a size, TemplateRefused for an argument out of range;
 - output streams through the same budget.
 
 What is left (a slow loop, a comparison of two huge structures, memory grown a piece at a time) is stopped by the
@@ -26,9 +27,8 @@ worker process the template runs in: a time limit and a memory cap, past which t
 from __future__ import annotations
 
 import functools
-import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from io import StringIO
 from typing import Any
 
@@ -41,11 +41,11 @@ from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, pass_environment, pass_eval_context
 
+from plugins.prompts import budget
 from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
 
 MAX_OUTPUT_CHARS = 256 * 1024
 MAX_JSON_INDENT = 16
-MAX_INT_BITS = 4096  # ~1,233 decimal digits: any arithmetic on such numbers takes microseconds
 MAX_ROUND_DIGITS = 64
 # Per prompt (all messages). Compiling 20,000 tokens takes ~0.3 s and ~45 MB at its peak (50,000: a second, 100 MB).
 MAX_TEMPLATE_TOKENS = 20_000
@@ -79,75 +79,6 @@ _CALLABLE_METHODS: dict[type, frozenset[str]] = {
 }
 _OPEN_BRACKETS = frozenset("([{")
 _CLOSE_BRACKETS = frozenset(")]}")
-
-
-def weight(value: Any, limit: int, *, text: bool = False, indent: int = 0) -> int:
-    """How big `value` is, counted only until it passes `limit` (so the cost is bounded by `limit`).
-
-    Every reference is followed, so `[a, a]` weighs twice `a`: that is what a filter or `str()` would produce.
-    Without `text`: characters of strings plus items of containers (what a repetition allocates). With `text`:
-    an upper bound, up to escaping, of the length of its `str()` or JSON text, numbers and punctuation included,
-    with `indent` spaces per nesting level and item.
-    """
-    total = _scalar_weight(value, text)
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
-    while stack and total <= limit:
-        item, depth = stack.pop()
-        total += len(item) * ((4 + indent * depth) if text else 1) + (2 if text else 0)
-        if total > limit:
-            break
-        for child in [*item.keys(), *item.values()] if isinstance(item, dict) else item:
-            if isinstance(child, _CONTAINERS):
-                stack.append((child, depth + 1))
-            elif isinstance(child, str):
-                total += len(child) + (2 if text else 0)
-            elif text:
-                total += _scalar_weight(child, text)
-    return total
-
-
-_CONTAINERS = (list, tuple, set, frozenset, dict)
-
-
-def _scalar_weight(value: Any, text: bool) -> int:
-    if isinstance(value, str | bytes):
-        return len(value) + (2 if text else 0)
-    if not text or isinstance(value, _CONTAINERS):
-        return 0
-    if isinstance(value, bool) or value is None:
-        return 5
-    if isinstance(value, int):
-        return value.bit_length() // 3 + 2
-    return 32  # a float, the loop, an Undefined: short fixed representations
-
-
-def _too_big(limit: int, size: int | None = None, what: str = "the rendered output") -> RenderLimitExceeded:
-    at_least = "" if size is None else f" ({size:,}+)"
-    return RenderLimitExceeded(f"{what} would exceed {limit:,} characters{at_least}")
-
-
-def _too_many_bits(bits: int) -> RenderLimitExceeded:
-    shown = f"{bits:,}" if bits < 10**15 else "more than 10^15"
-    return RenderLimitExceeded(f"an integer result would have about {shown} bits; at most {MAX_INT_BITS} are allowed")
-
-
-class _LimitedBuffer(list[str]):
-    """The output captured by `{% set %}...{% endset %}` and `{% filter %}` blocks, refused past the budget."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self._left = limit
-        self._limit = limit
-
-    def append(self, item: str) -> None:
-        self._left -= len(item)
-        if self._left < 0:
-            raise _too_big(self._limit, what="a captured block")
-        super().append(item)
-
-    def extend(self, items: Iterable[str]) -> None:
-        for item in items:
-            self.append(item)
 
 
 class _CodeGenerator(CodeGenerator):
@@ -219,17 +150,17 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
     def check_text(self, value: Any, what: str, *, indent: int = 0, limit: int | None = None) -> None:
         """Refuse `value` before it is turned into text if that text would pass `limit` (the output budget)."""
         limit = self.max_output_chars if limit is None else limit
-        size = weight(value, limit, text=True, indent=indent)
+        size = budget.weight(value, limit, text=True, indent=indent)
         if size > limit:
-            raise _too_big(limit, size, f"{what} as text")
+            raise budget.too_big(limit, size, f"{what} as text")
 
     def _text(self, value: Any, limit: int) -> str:
         if not isinstance(value, str):
             self.check_text(value, "a joined value", limit=limit)
         return str(value)
 
-    def limited_buffer(self) -> _LimitedBuffer:
-        return _LimitedBuffer(self.max_output_chars)
+    def limited_buffer(self) -> budget.LimitedBuffer:
+        return budget.LimitedBuffer(self.max_output_chars)
 
     def limited_concat(self, parts: Iterable[Any]) -> str:
         limit = self.max_output_chars
@@ -239,7 +170,7 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
             texts.append(self._text(part, limit - size))
             size += len(texts[-1])
             if size > limit:
-                raise _too_big(limit, size)
+                raise budget.too_big(limit, size)
         return "".join(texts)
 
     # --- filters that build text or take a size ------------------------------------------------------------------
@@ -266,7 +197,7 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
             items.append(self._text(v, limit - size))
             size += len(items[-1]) + (len(sep) if len(items) > 1 else 0)
             if size > limit:
-                raise _too_big(limit, size)
+                raise budget.too_big(limit, size)
         return sep.join(items)
 
     def _replace(self, s: Any, old: Any, new: Any, count: int | None = None) -> str:
@@ -274,7 +205,7 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         text, old_text, new_text = (self._text(x, limit) for x in (s, old, new))
         size = len(text) + text.count(old_text) * len(new_text)
         if size > limit:
-            raise _too_big(limit, size)
+            raise budget.too_big(limit, size)
         return text.replace(old_text, new_text, -1 if count is None else count)
 
     def _cap_size(self, filter_name: str, size: Any) -> None:
@@ -304,32 +235,14 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         if operator == "%" and isinstance(left, str):
             raise SecurityError("'%' string formatting is not allowed: use ~ to join strings")
         if operator == "*":
-            self._check_product(left, right)
-        elif operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            limit = self.max_output_chars
-            size = weight(left, limit) + weight(right, limit)
-            if size > limit:
-                raise _too_big(limit, size)
+            budget.check_product(left, right, self.max_output_chars)
+        elif operator == "+":
+            budget.check_concatenation(left, right, self.max_output_chars)
         elif operator == "**":
-            _check_power(left, right)
+            budget.check_power(left, right)
         result = super().call_binop(context, operator, left, right)
-        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-            raise _too_many_bits(result.bit_length())
+        budget.check_int(result)
         return result
-
-    def _check_product(self, left: Any, right: Any) -> None:
-        if _is_int(left) and _is_int(right):
-            bits = abs(left).bit_length() + abs(right).bit_length() - 1
-            if bits > MAX_INT_BITS:
-                raise _too_many_bits(bits)
-            return
-        # Weighed by content, not length: `[s] * n` holds n references, but every filter (map, join, string)
-        # turns it into n copies of s.
-        limit = self.max_output_chars
-        for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and _is_int(n) and n > 0:
-                if n > limit or weight(seq, limit) * n > limit:
-                    raise _too_big(limit, min(weight(seq, limit), limit + 1) * min(n, limit + 1))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, Undefined):
@@ -346,20 +259,6 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int)
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    # |base| ** exponent has floor(exponent * log2|base|) + 1 bits: known before a single multiplication is done.
-    if _is_int(base) and _is_int(exponent) and exponent > 0 and abs(base) > 1:
-        if exponent >= MAX_INT_BITS:
-            raise _too_many_bits(exponent)
-        bits = exponent * math.log2(abs(base))
-        if bits >= MAX_INT_BITS:
-            raise _too_many_bits(int(min(bits, 1e18)))
-
-
 @pass_environment
 def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
     # sum(start=[]) or start='' concatenates in one quadratic C call.
@@ -370,7 +269,7 @@ def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0)
 
 def _round(value: Any, precision: Any = 0, method: str = "common") -> Any:
     # round(n, -10**9) computes 10 ** 10**9 for an integer n; `ceil`/`floor` compute 10 ** precision.
-    if not _is_int(precision) or abs(precision) > MAX_ROUND_DIGITS:
+    if not budget.is_int(precision) or abs(precision) > MAX_ROUND_DIGITS:
         limit = MAX_ROUND_DIGITS
         raise SecurityError(f"round(precision=...) must be a whole number from -{limit} to {limit}")
     return do_round(value, precision, method)  # type: ignore[arg-type]
@@ -456,18 +355,6 @@ def _names_attribute(node: nodes.Node, const: nodes.Const) -> bool:
     # Filters and tests such as map/selectattr/sort take attribute names as arguments.
     assert isinstance(node, nodes.Filter | nodes.Test)
     return any(const is a for a in node.args) or any(const is k.value for k in node.kwargs)
-
-
-def stream_limited(chunks: Iterator[str], budget: int, limit: int) -> str:
-    """Join `chunks`, refusing as soon as they pass `budget` characters (what is left of `limit`)."""
-    out: list[str] = []
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > budget:
-            raise _too_big(limit, size + limit - budget)
-        out.append(chunk)
-    return "".join(out)
 
 
 def _short(text: str) -> str:

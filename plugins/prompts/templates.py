@@ -18,6 +18,7 @@ from typing import Any
 from jinja2 import Template
 
 from plugins.prompts import sandbox, simple
+from plugins.prompts.budget import stream_limited
 from plugins.prompts.errors import TemplateRefused, TemplateVariablesError
 
 MAX_VARIABLES = 10_000  # given to one render
@@ -158,7 +159,7 @@ def render_units(prompt: CompiledPrompt, values: dict[str, Any], limit: int) -> 
     out: list[str] = []
     for unit in prompt.units:
         if isinstance(unit.compiled, Template):
-            text = sandbox.stream_limited(unit.compiled.generate(values), budget, limit)
+            text = stream_limited(unit.compiled.generate(values), budget, limit)
         else:
             text = simple.render(unit.compiled, values, budget, limit)
         budget -= len(text)
