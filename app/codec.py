@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError
+
+if TYPE_CHECKING:  # pydantic is imported by `dump_model` only: the prompts' template workers import this module
+    from pydantic import BaseModel
 
 # orjson reads an integer past 64 bits as a float, silently; a run of 20 digits is the cheap sign of one.
 _LONG_INTEGER = re.compile(rb"\d{20}")
@@ -41,6 +42,8 @@ def loads(raw: bytes | str) -> Any:
 
 def dump_model(model: BaseModel) -> bytes:
     """A pydantic model as JSON bytes (its own serializer, or `dumps` when the model holds a lone surrogate)."""
+    from pydantic_core import PydanticSerializationError
+
     try:
         return model.model_dump_json().encode()
     except PydanticSerializationError:

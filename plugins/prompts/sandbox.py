@@ -2,47 +2,63 @@
 
 Layers, each of which alone refuses the known escapes (`''.__class__.__mro__`, `cycler.__init__.__globals__`,
 `{{ self }}`, `"{0.__class__}".format(x)`, `|attr('__class__')`):
-- at save time the template's syntax tree is checked: no attribute, item or name starting with `_`, no `self`,
-  no macros, call blocks, imports, includes or extends, and only filters from an allow-list;
+- at save time the template's tokens and syntax tree are checked: at most MAX_TEMPLATE_TOKENS tokens and
+  MAX_NESTING nested brackets, no attribute, item or name starting with `_`, no `self`, no macros, call blocks,
+  imports, includes or extends, and only filters from an allow-list;
 - the environment has no globals (no `range`, `cycler`, `joiner`, `namespace`, `lipsum`, `dict`), strict
-  undefined variables, no loader, and the sandbox's own attribute checks;
-- at run time only a few plain methods of strings, dicts and the loop may be called (no `format`), `%` on
-  strings is refused, and `*`, `+`, `~`, `**` and the filters taking a size (`batch`, `slice`, `tojson`'s
-  indent, `sum`'s start) cannot build huge values: a single C call such as `[x] * n` would allocate it all
-  before the deadline below could interrupt it (a MemoryError that gets through is reported as a render limit);
-- output is capped while it streams and the render runs in its own thread under a deadline: past it the thread
-  receives an exception at its next bytecode and stops.
+  undefined variables, no loader, no constant folding (nothing runs at compile time), and the sandbox's own
+  attribute checks;
+- at run time only a few plain methods of strings, dicts and the loop may be called (no `format`), and `%` on
+  strings is refused;
+- no single operation may build a huge value, because one C call (`[x] * n`, `9 ** 4096 ** 64`, `str()` of a
+  list that holds itself many times over) cannot be interrupted once it starts. So sizes are checked *before*
+  the operation (`plugins.prompts.budget`): an integer result above MAX_INT_BITS bits, a repetition or
+  concatenation past the output budget, a value printed, joined or passed to a text filter whose text would pass
+  the budget, a `{% set %}` or `{% filter %}` block whose captured output passes it, and the filters taking a size
+  (`batch`, `slice`, `tojson`'s indent, `sum`'s start, `round`'s precision) are refused: RenderLimitExceeded for
+  a size, TemplateRefused for an argument out of range;
+- output streams through the same budget.
+
+What is left (a slow loop, a comparison of two huge structures, memory grown a piece at a time) is stopped by the
+worker process the template runs in: a time limit and a memory cap, past which the process is killed
+(`plugins.prompts.worker`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
+import functools
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from io import StringIO
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.filters import FILTERS, do_batch, do_tojson, sync_do_slice, sync_do_sum
+from jinja2.filters import FILTERS, do_batch, do_round, do_tojson, sync_do_slice, sync_do_sum
 from jinja2.nodes import EvalContext
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import pass_environment, pass_eval_context
+from jinja2.utils import _PassArg, pass_environment, pass_eval_context
 
+from plugins.prompts import budget
 from plugins.prompts.errors import RenderLimitExceeded, TemplateRefused, TemplateVariablesError
 
 MAX_OUTPUT_CHARS = 256 * 1024
 MAX_JSON_INDENT = 16
-RENDER_SECONDS = 1.0
+MAX_ROUND_DIGITS = 64
+# Per prompt (all messages). Compiling 20,000 tokens takes ~0.3 s and ~45 MB at its peak (50,000: a second, 100 MB).
+MAX_TEMPLATE_TOKENS = 20_000
+MAX_NESTING = 64  # brackets inside one tag; deeper nesting would exhaust the parser's recursion
+MAX_DETAIL_CHARS = 500
 
 _ALLOWED_FILTERS = (
     "abs batch capitalize count d default dictsort e escape first float groupby int items join last length list "
     "lower map max min reject rejectattr replace reverse round select selectattr slice sort string striptags sum "
     "title tojson trim truncate unique upper urlencode wordcount"
 ).split()
+# Filters that turn their input into text: a container is weighed before it is stringified.
+_TEXT_FILTERS = "capitalize e escape lower string striptags title trim truncate upper urlencode wordcount".split()
 _REFUSED_NODES: dict[type[nodes.Node], str] = {
     nodes.Macro: "{% macro %}",
     nodes.CallBlock: "{% call %}",
@@ -61,75 +77,28 @@ _CALLABLE_METHODS: dict[type, frozenset[str]] = {
     list: frozenset({"count", "index"}),
     LoopContext: frozenset({"cycle", "changed"}),
 }
-
-
-class _Timeout(BaseException):
-    """Raised inside a render thread when its deadline passes (BaseException: templates cannot catch it)."""
-
-
-def _too_big(size: int) -> RenderLimitExceeded:
-    return RenderLimitExceeded(f"the rendered output would exceed {MAX_OUTPUT_CHARS} characters ({size})")
-
-
-def _weight(value: Any) -> int:
-    """Characters of strings plus items of containers in `value`, counted only until past MAX_OUTPUT_CHARS."""
-    total = 0
-    stack = [value]
-    while stack and total <= MAX_OUTPUT_CHARS:
-        item = stack.pop()
-        if isinstance(item, str | bytes):
-            total += len(item)
-        elif isinstance(item, list | tuple | set | frozenset | dict):
-            total += len(item)
-            if total <= MAX_OUTPUT_CHARS:
-                stack.extend(item.values() if isinstance(item, dict) else item)
-                if isinstance(item, dict):
-                    stack.extend(item.keys())
-    return total
-
-
-def _cap_size(filter_name: str, size: Any) -> None:
-    if isinstance(size, int) and size > MAX_OUTPUT_CHARS:
-        raise RenderLimitExceeded(f"{filter_name}() takes a size of at most {MAX_OUTPUT_CHARS}, not {size}")
-
-
-def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
-    _cap_size("batch", linecount)  # do_batch pads with `[fill_with] * (linecount - n)` in one C call
-    return do_batch(value, linecount, fill_with)
-
-
-def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
-    _cap_size("slice", slices)
-    return sync_do_slice(value, slices, fill_with)
-
-
-@pass_eval_context
-def _tojson(eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
-    # json.dumps builds `" " * indent` (or repeats a string indent) once per nesting level.
-    width = len(indent) if isinstance(indent, str) else indent
-    if width is not None and (not isinstance(width, int) or not 0 <= width <= MAX_JSON_INDENT):
-        raise SecurityError(f"tojson(indent=...) must be a number from 0 to {MAX_JSON_INDENT}")
-    return do_tojson(eval_ctx, value, indent)
-
-
-@pass_environment
-def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
-    # sum(start=[]) or start='' concatenates in one quadratic C call.
-    if isinstance(start, bool) or not isinstance(start, int | float):
-        raise SecurityError("sum(start=...) must be a number")
-    return sync_do_sum(environment, iterable, attribute, start)
-
-
-def _concat(parts: Iterable[Any]) -> str:
-    texts = [str(p) for p in parts]
-    size = sum(map(len, texts))
-    if size > MAX_OUTPUT_CHARS:
-        raise _too_big(size)
-    return "".join(texts)
+_OPEN_BRACKETS = frozenset("([{")
+_CLOSE_BRACKETS = frozenset(")]}")
 
 
 class _CodeGenerator(CodeGenerator):
-    """Compiles `a ~ b` to the environment's size-checked `limited_concat` instead of an unchecked `str_join`."""
+    """Our code generator: `a ~ b` goes through the environment's size check instead of an unchecked join, block
+    captures use a bounded buffer, and the names a template reads from its context are collected while the code is
+    generated (what `jinja2.meta` would find with a second generation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.undeclared_identifiers: set[str] = set()
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for _, (action, param) in frame.symbols.loads.items():
+            if action == "resolve" and param not in self.environment.globals:
+                self.undeclared_identifiers.add(param)
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.limited_buffer()")
 
     @optimizeconst
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -140,60 +109,140 @@ class _CodeGenerator(CodeGenerator):
         self.write("))")
 
 
-def _join(value: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
-    items = [str(v) for v in value] if attribute is None else None
-    if items is not None:
-        size = sum(map(len, items)) + len(str(d)) * max(len(items) - 1, 0)
-        if size > MAX_OUTPUT_CHARS:
-            raise _too_big(size)
-        return str(d).join(items)
-    raise SecurityError("join(attribute=...) is not allowed: use map(attribute=...) first")
-
-
-def _replace(s: Any, old: str, new: str, count: int | None = None) -> str:
-    text = str(s)
-    size = len(text) + text.count(str(old)) * len(str(new))
-    if size > MAX_OUTPUT_CHARS:
-        raise _too_big(size)
-    return text.replace(str(old), str(new), -1 if count is None else count)
+@pass_eval_context
+def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
+    # Everything printed with {{ }} passes here before `str()`. Taking the eval context (not nothing) also keeps
+    # Jinja2 from evaluating constant output at compile time.
+    env: PromptSandbox = eval_ctx.environment  # type: ignore[assignment]
+    if not isinstance(value, str):
+        env.check_text(value, "a printed value")
+    return value
 
 
 class PromptSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "+", "**", "%"})
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
     code_generator_class = _CodeGenerator
-    limited_concat = staticmethod(_concat)
 
-    def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
+    def __init__(self, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            cache_size=0,
+            optimized=False,
+            finalize=_finalize,
+        )
+        self.max_output_chars = max_output_chars
         self.globals.clear()
         self.filters = {name: FILTERS[name] for name in _ALLOWED_FILTERS}
-        self.filters["join"] = _join
-        self.filters["replace"] = _replace
-        self.filters["batch"] = _batch
-        self.filters["slice"] = _slice
-        self.filters["tojson"] = _tojson
+        for name in _TEXT_FILTERS:
+            self.filters[name] = self._weighing(name, self.filters[name])
+        self.filters["join"] = self._join
+        self.filters["replace"] = self._replace
+        self.filters["batch"] = self._batch
+        self.filters["slice"] = self._slice
+        self.filters["tojson"] = self._tojson
         self.filters["sum"] = _sum
+        self.filters["round"] = _round
 
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
-        # The stock sandbox returns an Undefined that only fails when printed; `|list` would print "[Undefined]".
-        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
+    # --- size checks -------------------------------------------------------------------------------------------
+
+    def check_text(self, value: Any, what: str, *, indent: int = 0, limit: int | None = None) -> None:
+        """Refuse `value` before it is turned into text if that text would pass `limit` (the output budget)."""
+        limit = self.max_output_chars if limit is None else limit
+        size = budget.weight(value, limit, text=True, indent=indent)
+        if size > limit:
+            raise budget.too_big(limit, size, f"{what} as text")
+
+    def _text(self, value: Any, limit: int) -> str:
+        if not isinstance(value, str):
+            self.check_text(value, "a joined value", limit=limit)
+        return str(value)
+
+    def limited_buffer(self) -> budget.LimitedBuffer:
+        return budget.LimitedBuffer(self.max_output_chars)
+
+    def limited_concat(self, parts: Iterable[Any]) -> str:
+        limit = self.max_output_chars
+        texts: list[str] = []
+        size = 0
+        for part in parts:
+            texts.append(self._text(part, limit - size))
+            size += len(texts[-1])
+            if size > limit:
+                raise budget.too_big(limit, size)
+        return "".join(texts)
+
+    # --- filters that build text or take a size ------------------------------------------------------------------
+
+    def _weighing(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        skip = 1 if _PassArg.from_obj(func) is not None else 0  # the environment or context comes first
+
+        @functools.wraps(func)
+        def filtered(*args: Any, **kwargs: Any) -> Any:
+            if len(args) > skip and not isinstance(args[skip], str):
+                self.check_text(args[skip], f"the input of |{name}")
+            return func(*args, **kwargs)
+
+        return filtered
+
+    def _join(self, value: Iterable[Any], d: Any = "", attribute: Any = None) -> str:
+        if attribute is not None:
+            raise SecurityError("join(attribute=...) is not allowed: use map(attribute=...) first")
+        limit = self.max_output_chars
+        sep = self._text(d, limit)
+        items: list[str] = []
+        size = 0
+        for v in value:
+            items.append(self._text(v, limit - size))
+            size += len(items[-1]) + (len(sep) if len(items) > 1 else 0)
+            if size > limit:
+                raise budget.too_big(limit, size)
+        return sep.join(items)
+
+    def _replace(self, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+        limit = self.max_output_chars
+        text, old_text, new_text = (self._text(x, limit) for x in (s, old, new))
+        size = len(text) + text.count(old_text) * len(new_text)
+        if size > limit:
+            raise budget.too_big(limit, size)
+        return text.replace(old_text, new_text, -1 if count is None else count)
+
+    def _cap_size(self, filter_name: str, size: Any) -> None:
+        if isinstance(size, int) and size > self.max_output_chars:
+            raise RenderLimitExceeded(f"{filter_name}() takes a size of at most {self.max_output_chars}, not {size}")
+
+    def _batch(self, value: Any, linecount: int, fill_with: Any = None) -> Any:
+        self._cap_size("batch", linecount)  # do_batch pads with `[fill_with] * (linecount - n)` in one C call
+        return do_batch(value, linecount, fill_with)
+
+    def _slice(self, value: Any, slices: int, fill_with: Any = None) -> Any:
+        self._cap_size("slice", slices)
+        return sync_do_slice(value, slices, fill_with)
+
+    @pass_eval_context
+    def _tojson(self, eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
+        # json.dumps writes `indent` once per nesting level on every line.
+        width = len(indent) if isinstance(indent, str) else indent
+        if width is not None and (not isinstance(width, int) or not 0 <= width <= MAX_JSON_INDENT):
+            raise SecurityError(f"tojson(indent=...) must be a number from 0 to {MAX_JSON_INDENT}")
+        self.check_text(value, "the input of |tojson", indent=width or 0)
+        return do_tojson(eval_ctx, value, indent)
+
+    # --- operators and calls -----------------------------------------------------------------------------------
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
             raise SecurityError("'%' string formatting is not allowed: use ~ to join strings")
         if operator == "*":
-            # Weighed by content, not length: `[s] * n` holds n references, but every filter (map, join, string)
-            # turns it into n copies of s.
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and _weight(seq) * n > MAX_OUTPUT_CHARS:
-                    raise _too_big(_weight(seq) * n)
-        if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            size = _weight(left) + _weight(right)
-            if size > MAX_OUTPUT_CHARS:
-                raise _too_big(size)
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise SecurityError("exponents above 64 are not allowed")
-        return super().call_binop(context, operator, left, right)
+            budget.check_product(left, right, self.max_output_chars)
+        elif operator == "+":
+            budget.check_concatenation(left, right, self.max_output_chars)
+        elif operator == "**":
+            budget.check_power(left, right)
+        result = super().call_binop(context, operator, left, right)
+        budget.check_int(result)
+        return result
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, Undefined):
@@ -205,17 +254,85 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
             raise SecurityError(f"calling {name or type(__obj).__name__!r} is not allowed in a prompt template")
         return super().call(__context, __obj, *args, **kwargs)
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        # The stock sandbox returns an Undefined that only fails when printed; `|list` would print "[Undefined]".
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
+
+
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    # sum(start=[]) or start='' concatenates in one quadratic C call.
+    if isinstance(start, bool) or not isinstance(start, int | float):
+        raise SecurityError("sum(start=...) must be a number")
+    return sync_do_sum(environment, iterable, attribute, start)
+
+
+def _round(value: Any, precision: Any = 0, method: str = "common") -> Any:
+    # round(n, -10**9) computes 10 ** 10**9 for an integer n; `ceil`/`floor` compute 10 ** precision.
+    if not budget.is_int(precision) or abs(precision) > MAX_ROUND_DIGITS:
+        limit = MAX_ROUND_DIGITS
+        raise SecurityError(f"round(precision=...) must be a whole number from -{limit} to {limit}")
+    return do_round(value, precision, method)  # type: ignore[arg-type]
+
 
 def _refuse(detail: str) -> TemplateRefused:
     return TemplateRefused(f"the template is refused by the sandbox: {detail}")
 
 
-def check(env: PromptSandbox, source: str) -> list[str]:
-    """Parse and vet `source`; return its undeclared variables (sorted), or raise TemplateRefused."""
+def _vet_tokens(env: PromptSandbox, source: str, budget: int) -> int:
+    """Count the template's tokens and its bracket depth without parsing it (the lexer is iterative); return the
+    count. Refused past `budget` tokens or MAX_NESTING brackets, before the recursive parser sees it."""
+    count = depth = 0
+    for lineno, kind, value in env.lexer.tokeniter(source, None):
+        count += 1
+        if count > budget:
+            raise TemplateRefused(
+                f"the template has more than {MAX_TEMPLATE_TOKENS:,} tokens (tags, names, operators and text "
+                "between them, all messages together): split it or move data into variables"
+            )
+        if kind == "operator":
+            if value in _OPEN_BRACKETS:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise TemplateRefused(f"line {lineno}: brackets are nested more than {MAX_NESTING} deep")
+            elif value in _CLOSE_BRACKETS:
+                depth = max(depth - 1, 0)
+    return count
+
+
+def compile_checked(env: PromptSandbox, source: str, *, tokens_left: int = MAX_TEMPLATE_TOKENS) -> Checked:
+    """Vet `source` (tokens, syntax tree) and compile it once; or raise TemplateRefused."""
     try:
+        tokens = _vet_tokens(env, source, tokens_left)
         tree = env.parse(source)
+        _vet_tree(env, tree)
+        stream = StringIO()
+        generator = _CodeGenerator(env, "<template>", None, stream, False, env.optimized)
+        generator.visit(tree)
+        code = compile(stream.getvalue(), "<template>", "exec")
     except TemplateSyntaxError as exc:
         raise TemplateRefused(f"line {exc.lineno}: {exc.message}") from None
+    except TemplateError as exc:
+        raise TemplateRefused(_short(str(exc))) from None
+    except (RecursionError, SyntaxError) as exc:
+        # Python's own limits on the generated code (nested blocks, parentheses) or on the parser's recursion.
+        raise TemplateRefused(f"the template is nested too deeply to compile ({type(exc).__name__})") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer literal of more than 4,300 digits
+        raise TemplateRefused(f"the template failed to compile: {_short(str(exc))}") from None
+    template = env.template_class.from_code(env, code, env.make_globals(None), None)
+    return Checked(sorted(generator.undeclared_identifiers), template, tokens)
+
+
+class Checked:
+    __slots__ = ("template", "tokens", "variables")
+
+    def __init__(self, variables: list[str], template: Template, tokens: int) -> None:
+        self.variables = variables
+        self.template = template
+        self.tokens = tokens
+
+
+def _vet_tree(env: PromptSandbox, tree: nodes.Template) -> None:
     for node in tree.find_all(nodes.Node):
         where = f"line {node.lineno}"
         if type(node) in _REFUSED_NODES:
@@ -230,11 +347,6 @@ def check(env: PromptSandbox, source: str) -> list[str]:
                     raise _refuse(f"{where}: {const.value!r} names a private attribute")
         if isinstance(node, nodes.Filter) and node.name not in env.filters:
             raise _refuse(f"{where}: filter {node.name!r} is not allowed (allowed: {', '.join(_ALLOWED_FILTERS)})")
-    try:
-        env.compile(tree)
-    except TemplateError as exc:
-        raise TemplateRefused(str(exc)) from None
-    return sorted(meta.find_undeclared_variables(tree))
 
 
 def _names_attribute(node: nodes.Node, const: nodes.Const) -> bool:
@@ -245,78 +357,27 @@ def _names_attribute(node: nodes.Node, const: nodes.Const) -> bool:
     return any(const is a for a in node.args) or any(const is k.value for k in node.kwargs)
 
 
-def stream_limited(chunks: Iterator[str], budget: int) -> str:
-    out: list[str] = []
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > budget:
-            raise _too_big(size)
-        out.append(chunk)
-    return "".join(out)
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL_CHARS else text[:MAX_DETAIL_CHARS] + "..."
 
 
-def _translate(exc: BaseException) -> BaseException:
+def translate(exc: BaseException) -> BaseException:
+    """The problem to answer for an exception raised while a template renders."""
+    if isinstance(exc, TemplateRefused | RenderLimitExceeded | TemplateVariablesError):
+        return exc
     if isinstance(exc, UndefinedError):
-        m = re.match(r"'([^']+)' is undefined", exc.message or "")
+        m = re.match(r"'([^']{1,200})' is undefined", exc.message or "")
         if m:
             return TemplateVariablesError(f"missing variable: {m.group(1)}", missing=[m.group(1)], unknown=[])
         return TemplateVariablesError(
-            f"a variable lacks a field the template uses: {exc.message}", missing=[], unknown=[]
+            f"a variable lacks a field the template uses: {_short(exc.message or '')}", missing=[], unknown=[]
         )
     if isinstance(exc, SecurityError):
-        return _refuse(str(exc))
+        return _refuse(_short(str(exc)))
     if isinstance(exc, MemoryError):
         return RenderLimitExceeded("rendering needed more memory than a prompt may use")
-    if isinstance(exc, TemplateError | TypeError | ValueError | ArithmeticError | LookupError | RecursionError):
-        return TemplateRefused(f"the template failed while rendering: {type(exc).__name__}: {exc}")
+    if isinstance(exc, RecursionError):
+        return TemplateRefused("the template failed while rendering: it recursed too deeply")
+    if isinstance(exc, Exception):
+        return TemplateRefused(f"the template failed while rendering: {type(exc).__name__}: {_short(str(exc))}")
     return exc
-
-
-async def run_limited(job: Callable[[], Any], *, seconds: float = RENDER_SECONDS) -> Any:
-    """Run the synchronous `job` in a fresh thread; past `seconds`, stop it and raise RenderLimitExceeded."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    lock = threading.Lock()
-    state = {"done": False, "killed": False}
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def attempt() -> tuple[Any, BaseException | None]:
-        try:
-            try:
-                return job(), None
-            finally:
-                with lock:
-                    state["done"] = True
-        except _Timeout:
-            raise
-        except BaseException as exc:
-            return None, _translate(exc)
-
-    def target() -> None:
-        # A _Timeout is sent at most once and only before `done` is set, so it surfaces inside this try.
-        try:
-            value, error = attempt()
-            loop.call_soon_threadsafe(settle, value, error)
-        except _Timeout:
-            pass  # the waiter has already answered
-
-    thread = threading.Thread(target=target, name="prompt-render", daemon=True)
-    thread.start()
-    try:
-        return await asyncio.wait_for(asyncio.shield(future), seconds)
-    except TimeoutError:
-        with lock:
-            if not state["done"] and thread.ident is not None:
-                state["killed"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Timeout))
-        if state["killed"]:
-            raise RenderLimitExceeded(f"rendering took longer than {seconds:g} s and was stopped") from None
-        return await future  # finished at the deadline: its answer is on the way

@@ -1,8 +1,9 @@
-"""The direct (in-process) prompts service, opened by `open_direct(ctx)`.
+"""The direct (in-process) prompts service, opened by `open_direct(ctx)` with its render workers.
 
-Versions are immutable, so a compiled template is cached per replica under (tenant, prompt id, version):
+Versions are immutable, so a parsed template is cached per replica under (tenant, prompt id, version):
 the prompt id is new for every created prompt, so a prompt deleted and created again under the same name
-never reuses an old entry. Labels move, so they are resolved in the database on every render.
+never reuses an old entry. Labels move, so they are resolved in the database on every render. Compiling and
+rendering happen in `PromptRenderer`: on the event loop only when provably cheap, otherwise in a worker process.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from cachetools import LRUCache
-
 from app.db import Database
 from app.errors import Conflict, InvalidInput, NotFound
 from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext
-from plugins.prompts.sandbox import PromptSandbox
+from plugins.prompts.config import PromptsConfig
+from plugins.prompts.renderer import PromptRenderer
 from plugins.prompts.schemas import (
     LATEST,
     ChatPromptCreate,
@@ -33,9 +33,7 @@ from plugins.prompts.schemas import (
     VersionPublic,
 )
 from plugins.prompts.store import PromptRow, PromptsStore, VersionRow
-from plugins.prompts.templates import CompiledPrompt, compile_prompt, render_prompt
 
-COMPILED_CACHE_SIZE = 512
 CAPABILITIES = ("text", "chat", "syntax:simple", "syntax:jinja2")
 
 
@@ -63,12 +61,11 @@ def _summary(row: PromptRow) -> PromptSummary:
 
 
 class DirectPromptsService:
-    def __init__(self, *, db: Database, about: LocalDescription) -> None:
+    def __init__(self, *, db: Database, renderer: PromptRenderer, about: LocalDescription) -> None:
         self.store = PromptsStore(db)
         self.db = db
-        self.env = PromptSandbox()
+        self.renderer = renderer
         self._about = about
-        self._compiled: LRUCache[tuple[str, str, int], CompiledPrompt] = LRUCache(COMPILED_CACHE_SIZE)
 
     async def describe(self) -> PluginInfo:
         return self._about.info()
@@ -76,17 +73,23 @@ class DirectPromptsService:
     async def ready(self) -> Readiness:
         return {"ok": True}
 
-    def _compile(self, *, type: str, syntax: str, template: Any) -> CompiledPrompt:
+    async def _compile(self, *, type: str, syntax: str, template: Any) -> list[str]:
         raw = template if isinstance(template, str) else [m.model_dump() for m in template]
-        return compile_prompt(self.env, type=type, syntax=syntax, template=raw)
+        return await self.renderer.compile(type=type, syntax=syntax, template=raw)
 
     async def _append(
-        self, *, tenant_id: str, prompt: PromptRow, body: VersionCreate | TextPromptCreate | ChatPromptCreate
+        self,
+        *,
+        tenant_id: str,
+        prompt: PromptRow,
+        body: VersionCreate | TextPromptCreate | ChatPromptCreate,
+        variables: list[str] | None = None,
     ) -> int:
         if (prompt.type == "text") != isinstance(body.template, str):
             what = "a string" if prompt.type == "text" else "a list of messages"
             raise Conflict(f"prompt {prompt.name!r} is a {prompt.type} prompt: a version's template must be {what}")
-        compiled = self._compile(type=prompt.type, syntax=prompt.syntax, template=body.template)
+        if variables is None:
+            variables = await self._compile(type=prompt.type, syntax=prompt.syntax, template=body.template)
         for label in body.labels:
             _check_label(label)
         async with self.db.transaction():
@@ -94,7 +97,7 @@ class DirectPromptsService:
                 tenant_id=tenant_id,
                 prompt_id=prompt.id,
                 template=body.template if isinstance(body.template, str) else [m.model_dump() for m in body.template],
-                variables=compiled.variables,
+                variables=variables,
                 config=None if body.config is None else body.config.model_dump(exclude_none=True),
                 commit_message=body.commit_message,
             )
@@ -104,12 +107,12 @@ class DirectPromptsService:
 
     async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
         new = prompt.root
-        # Compile before inserting anything, so a refused template leaves no empty prompt behind.
-        self._compile(type=new.type, syntax=new.syntax, template=new.template)
+        # Compile (once) before inserting anything, so a refused template leaves no empty prompt behind.
+        variables = await self._compile(type=new.type, syntax=new.syntax, template=new.template)
         async with self.db.transaction():
             await self.store.insert_prompt(tenant_id=tenant_id, name=new.name, type=new.type, syntax=new.syntax)
             row = await self.store.get_prompt(tenant_id=tenant_id, name=new.name)
-            await self._append(tenant_id=tenant_id, prompt=row, body=new)
+            await self._append(tenant_id=tenant_id, prompt=row, body=new, variables=variables)
         return await self.get_prompt(tenant_id=tenant_id, name=new.name)
 
     async def list_prompts(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> PromptList:
@@ -157,8 +160,15 @@ class DirectPromptsService:
         found = await self.store.get_version(tenant_id=tenant_id, prompt_id=row.id, version=version)
         if found is None:
             raise NotFound(f"prompt {name!r} has no version {version} (latest is {row.latest_version})")
-        compiled = self._cached(tenant_id, row, found)
-        out = await render_prompt(compiled, variables, strict=strict)
+        out = await self.renderer.render(
+            key=(tenant_id, row.id, found.version),
+            type=row.type,
+            syntax=row.syntax,
+            template=found.template,
+            variables=found.variables,
+            values=variables,
+            strict=strict,
+        )
         return RenderOut(
             name=name,
             version=found.version,
@@ -169,15 +179,6 @@ class DirectPromptsService:
             unknown_variables=out.unknown,
         )
 
-    def _cached(self, tenant_id: str, row: PromptRow, found: VersionRow) -> CompiledPrompt:
-        key = (tenant_id, row.id, found.version)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compiled[key] = compile_prompt(
-                self.env, type=row.type, syntax=row.syntax, template=found.template
-            )
-        return compiled
-
 
 def _check_label(label: str) -> None:
     if label == LATEST:
@@ -186,4 +187,9 @@ def _check_label(label: str) -> None:
 
 @asynccontextmanager
 async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectPromptsService]:
-    yield DirectPromptsService(db=ctx.db, about=LocalDescription(ctx, CAPABILITIES))
+    """The direct service with its render workers (started on first use), stopped when the service closes."""
+    renderer = PromptRenderer(PromptsConfig.load(ctx.settings))
+    try:
+        yield DirectPromptsService(db=ctx.db, renderer=renderer, about=LocalDescription(ctx, CAPABILITIES))
+    finally:
+        await renderer.aclose()

@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from plugins.prompts.schemas import RenderIn
+from tests.conftest import eventually
+from tests.plugins.prompts.conftest import render_workers
 
 URL = "/api/v1/prompts"
 
@@ -56,6 +58,20 @@ async def test_unknown_variable_is_400_unless_lenient(api: httpx.AsyncClient) ->
     lenient = await render(api, variables={"name": "Ada", "nmae": "typo"}, strict=False)
     assert lenient.status_code == 200
     assert lenient.json()["text"] == "Hi Ada" and lenient.json()["unknown_variables"] == ["nmae"]
+
+
+async def test_variables_are_counted_before_they_are_sorted_and_listed(api: httpx.AsyncClient) -> None:
+    await make(api, "Hi {{name}}")
+    extra = {f"v{i:05d}": 0 for i in range(10_000)}
+    r = await render(api, variables={"name": "Ada", **extra})
+    assert r.status_code == 400 and "at most 10,000 variables (10,001 given)" in r.json()["detail"]
+    del extra["v00000"]
+    r = await render(api, variables={"name": "Ada", **extra})
+    assert r.status_code == 400 and len(r.json()["unknown"]) == 9_999
+    assert "v00001, v00002" in r.json()["detail"] and "v00021" not in r.json()["detail"]
+    assert "and 9,979 more" in r.json()["detail"]
+    lenient = await render(api, variables={"name": "Ada", **extra}, strict=False)
+    assert lenient.status_code == 200 and len(lenient.json()["unknown_variables"]) == 9_999
 
 
 async def test_render_by_version_and_not_both_selectors(api: httpx.AsyncClient) -> None:
@@ -136,12 +152,18 @@ async def test_output_size_is_capped(api: httpx.AsyncClient) -> None:
 async def test_slow_render_is_stopped_at_the_time_limit(api: httpx.AsyncClient) -> None:
     busy = "{% for a in xs %}{% for b in xs %}{% if a == b and a|string == 'q' %}x{% endif %}{% endfor %}{% endfor %}"
     await make(api, busy + "done", syntax="jinja2")
+    before = render_workers()
     r = await render(api, variables={"xs": list(range(10_000))})
     assert r.status_code == 422, r.text
     assert r.json()["type"] == "urn:faas:problem:render-limit" and "1 s" in r.json()["detail"]
-    # The worker thread was stopped, not left burning CPU behind the answer.
-    import asyncio
-    import threading
+    # The worker process that ran it was killed, not left burning CPU behind the answer...
+    assert len(before) == 1  # started by the create (it compiled the template), idle since
 
-    await asyncio.sleep(0.2)
-    assert not [t for t in threading.enumerate() if t.name == "prompt-render"]
+    async def killed() -> None:
+        assert not set(before) & set(render_workers())
+
+    await eventually(killed, within=5)
+    # ...and the next render gets a fresh one.
+    r = await render(api, variables={"xs": [1, 2]})
+    assert r.status_code == 200 and r.json()["text"] == "done"
+    assert set(render_workers()) and not set(render_workers()) & set(before)

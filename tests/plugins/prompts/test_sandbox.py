@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from plugins.prompts.errors import RenderLimitExceeded
-from plugins.prompts.sandbox import RENDER_SECONDS, run_limited
+from plugins.prompts.config import PromptsConfig
 
 URL = "/api/v1/prompts"
 REFUSED = "urn:faas:problem:template-refused"
+LIMIT = "urn:faas:problem:render-limit"
+RENDER_SECONDS = PromptsConfig().render_timeout_seconds
 
 SAVED_ESCAPES = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -91,8 +92,29 @@ async def test_globals_are_gone(api: httpx.AsyncClient) -> None:
         assert r.status_code == 400 and r.json()["missing"] == [name]
 
 
+# A value that holds itself 8**7 times over: a few hundred bytes of template, ~75 MB of text once stringified.
+NESTED = "{% set a = '" + "x" * 16 + "' %}" + "{% set a = [a, a, a, a, a, a, a, a] %}" * 7
+
 # Each would allocate gigabytes in one C call (which the render deadline cannot interrupt), or nearly so.
 HUGE_VALUES: list[tuple[str, dict[str, Any]]] = [
+    ("{{ (((9**64)**64)**64)**64 }}", {}),  # 17 s in one C call before; one more **64 is hours
+    ("{% set a = 9**64 %}" + "{% set a = a * a %}" * 30 + "{{ a }}", {}),  # hours: 30 doublings of the bits
+    ("{{ x * x }}", {"x": 7**1000}),
+    ("{{ 2 ** (10**100) }}", {}),
+    ("{{ x|int(base=16) * 2 }}", {"x": "f" * 2000}),
+    ("{{ 5|round(-1000000000) }}", {}),  # round(int, -n) computes 10**n
+    ("{{ 1.5|round(1000000000, 'ceil') }}", {}),
+    ("{{ ('ab' * 100000) * 100000 }}", {}),
+    ("{{ ([[0] * 100000] * 100000)|length }}", {}),
+    (NESTED + "{{ a }}", {}),
+    (NESTED + "{{ a|string|length }}", {}),
+    (NESTED + "{{ a|tojson|length }}", {}),
+    (NESTED + "{{ a|join(',')|length }}", {}),
+    (NESTED + "{{ (a ~ '')|length }}", {}),
+    (NESTED + "{{ a|upper|length }}", {}),
+    (NESTED + "{{ a|replace('x', 'y')|length }}", {}),
+    ("{% set b %}{% for x in xs %}{{ s }}{% endfor %}{% endset %}{{ b|length }}", {"xs": [0] * 300, "s": "x" * 1000}),
+    ("{% filter upper %}{% for x in xs %}{{ s }}{% endfor %}{% endfilter %}", {"xs": [0] * 300, "s": "x" * 1000}),
     ("{{ [1]|batch(2000000000, 0)|list|length }}", {}),
     ("{{ [1]|slice(2000000000, 0)|list|length }}", {}),
     ('{{ ([a]*250000)|map("upper")|list|length }}', {"a": "x" * 100}),
@@ -114,8 +136,34 @@ async def test_huge_values_are_refused_before_they_are_built(
     started = time.monotonic()
     r = await api.post(f"{URL}/huge/render", json={"variables": variables})
     assert r.status_code == 422, r.text
-    assert r.json()["type"] in (REFUSED, "urn:faas:problem:render-limit")
-    assert time.monotonic() - started < RENDER_SECONDS  # refused up front, not stopped at the deadline
+    assert r.json()["type"] in (REFUSED, LIMIT)
+    assert "stopped" not in r.json()["detail"]  # refused up front, not stopped at the deadline
+    assert time.monotonic() - started < RENDER_SECONDS
+
+
+# Each is a 500 (RecursionError, or Python's own limits on the generated code) unless refused when saved.
+TOO_DEEP = [
+    "{{ " + "(" * 3000 + "x" + ")" * 3000 + " }}",
+    "{{ " + "[" * 3000 + "x" + "]" * 3000 + " }}",
+    "{{" * 20_000,  # unclosed: each {{ opens a dict literal
+    "{{ " + "not " * 3000 + "x }}",
+    "{{ " + "-" * 3000 + "x }}",
+    "{{ x" + "|upper" * 3000 + " }}",
+    "{{ x" + ".a" * 3000 + " }}",
+    "{% for i in x %}" * 30 + "y" + "{% endfor %}" * 30,
+    "{{ 1" + "0" * 5000 + " }}",
+    "{{ x }}" * 14_000,  # past the token budget: compiling it would take seconds
+]
+
+
+@pytest.mark.parametrize("template", TOO_DEEP, ids=lambda t: t[:12] + f"...({len(t)})")
+async def test_templates_too_deep_or_too_big_to_compile_are_refused_when_saved(
+    api: httpx.AsyncClient, template: str
+) -> None:
+    r = await api.post(URL, json={"name": "deep", "template": template, "syntax": "jinja2"})
+    assert r.status_code == 422, r.text[:1000]
+    assert r.json()["type"] == REFUSED
+    assert (await api.get(f"{URL}/deep")).status_code == 404
 
 
 async def test_size_limited_operations_still_work_below_the_limits(api: httpx.AsyncClient) -> None:
@@ -129,6 +177,13 @@ async def test_size_limited_operations_still_work_below_the_limits(api: httpx.As
     assert r.json()["text"] == "[[1, 2], [3, 0]] [[1, 2], [3]] [\n  1\n] 4 ab ac 250000"
 
 
-async def test_running_out_of_memory_is_a_render_limit() -> None:
-    with pytest.raises(RenderLimitExceeded, match="memory"):
-        await run_limited(lambda: bytearray(2**62))
+async def test_arithmetic_and_text_below_the_limits_still_work(api: httpx.AsyncClient) -> None:
+    template = (
+        "{{ 9 ** 64 }} {{ (2 ** 2000 * 2 ** 2000)|string|length }} {{ 5|round(-1) }} {{ 3.14159|round(2) }} "
+        "{% set b %}{% for x in xs %}{{ x }}{% endfor %}{% endset %}{{ b }} {{ [[1, 2], ['a']] }} "
+        "{% filter upper %}{{ xs|join(',') }}{% endfilter %} {{ 7 // 2 }} {{ 7 % 4 }} {{ 2 ** -1 }} {{ 'ab' * 3 }}"
+    )
+    assert (await api.post(URL, json={"name": "ok", "template": template, "syntax": "jinja2"})).status_code == 201
+    r = await api.post(f"{URL}/ok/render", json={"variables": {"xs": [1, 2, 3]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == (f"{9**64} {len(str(2**4000))} 0 3.14 123 [[1, 2], ['a']] 1,2,3 3 3 0.5 ababab")
