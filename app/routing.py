@@ -29,7 +29,8 @@ from starlette.types import Receive, Scope, Send
 
 from app import codec
 from app.auth import Auth, authenticate
-from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType, UpstreamTimeout
+from app.errors import InvalidInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamTimeout
+from app.json_limits import json_values
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -166,12 +167,38 @@ def parse_path(model: type[M], params: Mapping[str, Any]) -> M:
 
 
 async def read_body(request: Request, model: type[M]) -> M:
+    """The JSON body as `model`. A large body is first counted on its bytes: at most MAX_JSON_VALUES values (413
+    past it), because parsing holds the interpreter (a worker thread would not free the event loop: the parser
+    keeps the GIL) for as long as the values take to build, ~40 ms for 100,000 on this project's machines, against
+    0.76 s for the 600,000 a 7 MB body can hold."""
     ctype = request.headers.get("content-type", "")
     if ctype and ctype.split(";")[0].strip().lower() not in ("application/json", "application/problem+json"):
         raise UnsupportedMediaType(f"send the body as application/json (got {ctype.split(';')[0]})")
     raw = await request.body()
     if not raw.strip():
         raise MalformedRequest("the request body is empty: send a JSON object")
+    if len(raw) > COUNTED_BODY_BYTES:
+        return _validate_large(model, raw)
+    return _validate(model, raw)
+
+
+# Bodies above this are counted before they are parsed (a smaller one cannot hold MAX_JSON_VALUES values).
+COUNTED_BODY_BYTES = 64 * 1024
+# JSON values one body may hold: parsing cost follows the values, not the bytes (a list's `max_length` is checked
+# only after every item was built), so a 10 MB body of tiny values is refused before it is parsed.
+MAX_JSON_VALUES = 100_000
+
+
+def _validate_large(model: type[M], raw: bytes) -> M:
+    if json_values(raw, limit=MAX_JSON_VALUES) > MAX_JSON_VALUES:
+        raise PayloadTooLarge(
+            f"the request body holds more than {MAX_JSON_VALUES:,} JSON values: send fewer items per request",
+            extra={"code": "too_many_values", "limit": MAX_JSON_VALUES},
+        )
+    return _validate(model, raw)
+
+
+def _validate(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
