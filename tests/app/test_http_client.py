@@ -94,7 +94,7 @@ async def test_burst_of_503_is_retried_then_succeeds(upstream: FaultServer, clie
     upstream.script = [Step(503), Step(503), Step(200)]
     r, elapsed = await timed(client.http.get("/x"))
     assert isinstance(r, httpx.Response) and r.status_code == 200
-    assert upstream.attempts == 3 and elapsed < 0.3
+    assert upstream.attempts == 3 and elapsed < 1.0  # backoff of 0.01-0.02 s, with slack for a busy machine
     assert client.metric("faas_client_retries_total", reason="status_503") == 2
     assert client.transitions == []
 
@@ -103,7 +103,7 @@ async def test_503_until_retries_run_out_returns_the_last_answer(upstream: Fault
     upstream.script = [Step(503, body=b'{"type":"urn:faas:problem:unavailable","status":503,"detail":"busy"}')] * 9
     r, elapsed = await timed(client.http.get("/x"))
     assert isinstance(r, httpx.Response) and r.status_code == 503
-    assert upstream.attempts == 4 and elapsed < 0.3
+    assert upstream.attempts == 4 and elapsed < 1.0
     assert client.metric("faas_client_giveups_total", reason="exhausted") == 1
     with pytest.raises(Unavailable, match="busy"):
         raise_for_problem(r)
@@ -122,7 +122,7 @@ async def test_503_burst_opens_the_breaker_which_then_fails_fast_and_probes_once
         (exc_elapsed) = time.monotonic()
         with pytest.raises(CircuitOpen) as info:
             await client.http.get("/x")
-        assert time.monotonic() - exc_elapsed < 0.01
+        assert time.monotonic() - exc_elapsed < 0.1
     assert upstream.attempts == 5  # no traffic while open
     assert info.value.status == 503 and int(info.value.headers["Retry-After"]) >= 1
     assert client.metric("faas_client_breaker_state") == 2
@@ -200,14 +200,14 @@ async def test_429_retry_after_seconds_is_honoured_without_jitter(upstream: Faul
     upstream.script = [Step(429, headers={"Retry-After": "0.2"}), Step(200)]
     r, elapsed = await timed(client.http.get("/x"))
     assert isinstance(r, httpx.Response) and r.status_code == 200
-    assert upstream.attempts == 2 and 0.2 <= elapsed < 0.35
+    assert upstream.attempts == 2 and 0.2 <= elapsed < 1.5
 
 
 async def test_429_retry_after_is_capped(upstream: FaultServer, client: Client) -> None:
     upstream.script = [Step(429, headers={"Retry-After": "3600"}), Step(200)]
     r, elapsed = await timed(client.http.get("/x"))
     assert isinstance(r, httpx.Response) and r.status_code == 200
-    assert upstream.attempts == 2 and 0.3 <= elapsed < 0.45
+    assert upstream.attempts == 2 and 0.3 <= elapsed < 1.5
 
 
 async def test_429_retry_after_http_date(upstream: FaultServer, client: Client) -> None:
@@ -216,7 +216,7 @@ async def test_429_retry_after_http_date(upstream: FaultServer, client: Client) 
     r, elapsed = await timed(client.http.get("/x"))
     assert isinstance(r, httpx.Response) and r.status_code == 200
     # Read as a date 4-5 s ahead, then capped at 0.3 s (an unread header would fall back to ~0.01 s backoff).
-    assert upstream.attempts == 2 and 0.3 <= elapsed < 0.45
+    assert upstream.attempts == 2 and 0.3 <= elapsed < 1.5
     assert 3.5 < (retry_after_seconds(when) or 0) <= 5
 
 
@@ -226,7 +226,7 @@ async def test_retry_after_past_the_deadline_gives_up_at_once(upstream: FaultSer
     r, elapsed = await timed(c.http.get("/x"))
     await c.http.aclose()
     assert isinstance(r, httpx.Response) and r.status_code == 503
-    assert upstream.attempts == 1 and elapsed < 0.1
+    assert upstream.attempts == 1 and elapsed < 0.5
     assert c.metric("faas_client_giveups_total", reason="deadline") == 1
 
 
@@ -253,7 +253,7 @@ async def test_overall_deadline_bounds_all_tries(upstream: FaultServer) -> None:
     r, elapsed = await timed(c.http.get("/x"))
     await c.http.aclose()
     assert isinstance(r, httpx.Response) and r.status_code == 503
-    assert elapsed < 0.3 and upstream.attempts == 3
+    assert elapsed < 1.0 and upstream.attempts == 3
     sent = [int(s.headers[DEADLINE_HEADER.lower()]) for s in upstream.seen]
     assert sent[0] <= 250 and sent[0] > sent[1] > sent[2] > 0  # the remaining time travels with each try
 
