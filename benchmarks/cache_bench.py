@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._app import client, embedded_server, fresh_database, percentiles, running_app
+from plugins.cache.interface import CACHE
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 VALUE = {"user": "u-123", "items": list(range(20)), "text": "x" * 100}
@@ -30,7 +31,7 @@ async def bench_backend(server_url: str, backend: str, n: int) -> None:
     env = {"REDIS_URL": REDIS_URL, "FAAS_CACHE_REDIS_PREFIX": prefix} if backend == "redis" else {}
     url = await fresh_database(server_url)
     async with running_app(url, [plugin], **env) as (app, state, tenant_info):
-        cache = state["services"].cache
+        cache = state["services"].get(CACHE)
         tenant, key = tenant_info["tenant_id"], tenant_info["api_key"]
         for label, run in (("service", service_ops(cache, tenant, n)), ("http", http_ops(app, key, n))):
             sets, gets = await run

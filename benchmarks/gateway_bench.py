@@ -137,7 +137,7 @@ def rss_mb(pid: int) -> float:
             total += child.memory_info().rss
         except psutil.NoSuchProcess:
             pass
-    return total / 2**20
+    return float(total) / 2**20
 
 
 async def db_cost(database_url: str, api_key: str, n: int = 500) -> float:
@@ -286,13 +286,13 @@ async def main() -> None:
             print(f"(LiteLLM skipped: no {litellm or 'venv given'})")
 
         for name, url, headers, pid in targets:
-            r = await load(url, headers, seconds=args.seconds, concurrency=args.concurrency, pid=pid)
-            r["rss"] = rss_mb(pid)
+            measured = await load(url, headers, seconds=args.seconds, concurrency=args.concurrency, pid=pid)
+            measured["rss"] = rss_mb(pid)
             # Added latency without queueing: one request at a time (at concurrency 20 on a saturated 2-core
             # machine, latency is 20 / throughput by Little's law, whatever the per-request cost).
             single = await load(url, headers, seconds=max(3.0, args.seconds / 3), concurrency=1, pid=pid)
-            r["p50_1"], r["p99_1"] = single["p50"], single["p99"]
-            results[name] = r
+            measured["p50_1"], measured["p99_1"] = single["p50"], single["p99"]
+            results[name] = measured
         per_request_db = await db_cost(db_url, tenant["api_key"])
 
     base, base99 = results["upstream alone"]["p50"], results["upstream alone"]["p99"]
@@ -301,18 +301,18 @@ async def main() -> None:
     print(f"load average before the run: {load_before}")
     cols = ("req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "CPU ms/r", "RSS MB")
     print(f"{'target':24} " + " ".join(f"{c:>8}" for c in cols) + f" {'errors':>7}")
-    for name, r in results.items():
-        added = "" if name == "upstream alone" else f"{r['p50'] - base:8.2f} {r['p99'] - base99:8.2f}"
+    for name, row in results.items():
+        added = "" if name == "upstream alone" else f"{row['p50'] - base:8.2f} {row['p99'] - base99:8.2f}"
         print(
-            f"{name:24} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {added:>17} {r['cpu_ms']:8.3f} {r['rss']:8.0f}"
-            f" {r['errors']:7.0f}"
+            f"{name:24} {row['rps']:8.0f} {row['p50']:8.2f} {row['p99']:8.2f} {added:>17} {row['cpu_ms']:8.3f}"
+            f" {row['rss']:8.0f} {row['errors']:7.0f}"
         )
     b1, b99 = results["upstream alone"]["p50_1"], results["upstream alone"]["p99_1"]
     print("\none request at a time (no queueing: the added latency is the proxy's own cost):")
     print(f"{'target':24} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8}")
-    for name, r in results.items():
-        added = "" if name == "upstream alone" else f"{r['p50_1'] - b1:8.2f} {r['p99_1'] - b99:8.2f}"
-        print(f"{name:24} {r['p50_1']:8.2f} {r['p99_1']:8.2f} {added:>17}")
+    for name, row in results.items():
+        added = "" if name == "upstream alone" else f"{row['p50_1'] - b1:8.2f} {row['p99_1'] - b99:8.2f}"
+        print(f"{name:24} {row['p50_1']:8.2f} {row['p99_1']:8.2f} {added:>17}")
     print(
         "\nAdded latency = the target's latency percentile minus the upstream's, same client, same concurrency. At\n"
         f"concurrency {args.concurrency} every process shares {cores} cores, so latency there is mostly queueing "

@@ -28,7 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.jobs import JobContext, JobQueue
-from app.plugins import Plugin, PluginContext
+from app.plugin_kit import LocalDescription, PluginInfo, Readiness
+from app.plugins import Plugin, PluginContext, ServiceKey
 from benchmarks._app import embedded_server, fresh_database, percentiles, running_app
 
 
@@ -46,12 +47,26 @@ class Clock:
             event.set()
 
 
-def bench_plugin(clock: Clock) -> Plugin:
-    @asynccontextmanager
-    async def direct(ctx: PluginContext) -> AsyncIterator[object]:
-        yield object()
+class BenchService:
+    """A service that only describes itself: the plugin exists for its job kind."""
 
-    return Plugin(name="bench", direct=direct, jobs={"bench.noop": clock.noop})
+    def __init__(self, about: LocalDescription) -> None:
+        self._about = about
+
+    async def describe(self) -> PluginInfo:
+        return self._about.info()
+
+    async def ready(self) -> Readiness:
+        return {"ok": True}
+
+
+def bench_plugin(clock: Clock) -> Plugin[BenchService]:
+    @asynccontextmanager
+    async def direct(ctx: PluginContext) -> AsyncIterator[BenchService]:
+        yield BenchService(LocalDescription(ctx, ()))
+
+    key: ServiceKey[BenchService] = ServiceKey("bench")
+    return Plugin(key=key, direct=direct, jobs={"bench.noop": clock.noop})
 
 
 async def until_succeeded(db: Any, ids: list[str]) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._app import client, embedded_server, fresh_database, percentiles, running_app
+from plugins.prompts.interface import PROMPTS
 
 TEMPLATES = {
     "simple": ("Hello {{name}}, you are {{age}} years old. Today: {{topic}}. " * 4, "simple"),
@@ -82,7 +83,7 @@ async def main(n: int, concurrency: int) -> None:
     with embedded_server() as server_url:
         url = await fresh_database(server_url)
         async with running_app(url, [plugin]) as (app, state, tenant):
-            prompts = state["services"].prompts
+            prompts = state["services"].get(PROMPTS)
             async with client(app, tenant["api_key"]) as c:
                 for name, (template, syntax) in TEMPLATES.items():
                     r = await c.post("/api/v1/prompts", json={"name": name, "template": template, "syntax": syntax})
