@@ -1,11 +1,11 @@
 """The remote half of every plugin: `PluginClient` calls a plugin's routes on the deployment that serves it.
 
-A `Remote<Name>Service` holds a `PluginClient` (composition, so its own method names are only the interface's)
-and implements each interface method as one call to the same route its api.py mounts, with the schemas from its
-schemas.py; the two modes therefore share one contract. `call` returns the parsed response model or raises the
-very `ServiceError` the serving deployment raised (problem JSON crosses the wire and comes back as the same
-class); `stream` passes a streaming body through chunk by chunk. Each call names its tenant, which travels in the
-signed `X-Tenant-ID` header, so the serving deployment acts for that tenant.
+A `Remote<Name>Service` holds a `PluginClient` (composition, so its own method names are only the interface's;
+`RemoteService` gives it `describe` and `ready`) and implements each interface method as one call to the same
+route its api.py mounts, with the schemas from its schemas.py; the two modes therefore share one contract. `call`
+returns the parsed response model or raises the very `ServiceError` the serving deployment raised (problem JSON
+crosses the wire and comes back as the same class); `stream` passes a streaming body through chunk by chunk. Each
+call names its tenant, which travels in the signed `X-Tenant-ID` header, so the serving deployment acts for it.
 """
 
 from __future__ import annotations
@@ -118,6 +118,21 @@ class PluginClient:
     async def ready(self) -> Readiness:
         """For /health/ready: is the serving deployment reachable, and what is the breaker doing."""
         return await self.http.probe()
+
+
+class RemoteService:
+    """What every `Remote<Name>Service` starts from: its client, and the two methods every interface has
+    (`describe` over the plugin's `/-/info` route, `ready` as the probe of the serving deployment). The rest of the
+    class is one short method per interface method; helpers stay on the client, out of the interface's namespace."""
+
+    def __init__(self, client: PluginClient) -> None:
+        self._client = client
+
+    async def describe(self) -> PluginInfo:
+        return await self._client.describe()
+
+    async def ready(self) -> Readiness:
+        return await self._client.ready()
 
 
 def remote_factory(build: Callable[[PluginClient], S], *, defaults: Mapping[str, float] | None = None) -> Factory[S]:

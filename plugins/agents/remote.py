@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from app.plugin_kit import PluginInfo, Readiness
-from app.remote import PluginClient, remote_factory
+from app.remote import RemoteService, remote_factory
 
 
-class RemoteAgentsService:
-    def __init__(self, client: PluginClient) -> None:
-        self._client = client
-
-    async def describe(self) -> PluginInfo:
-        return await self._client.describe()
-
-    async def ready(self) -> Readiness:
-        return await self._client.ready()
+class RemoteAgentsService(RemoteService):
+    """No feature methods yet: `describe` and `ready` come from `RemoteService`."""
 
 
 open_remote = remote_factory(RemoteAgentsService)

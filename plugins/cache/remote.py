@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.plugin_kit import PluginInfo, Readiness
-from app.remote import PluginClient, remote_factory
+from app.remote import RemoteService, remote_factory
 from app.routing import parse_path
 from plugins.cache.schemas import (
     CachedResponse,
@@ -20,18 +19,9 @@ from plugins.cache.schemas import (
 )
 
 
-class RemoteCacheService:
+class RemoteCacheService(RemoteService):
     """Namespaces and keys are checked before a path is built from them: the HTTP client would resolve a key of
     dots away (see schemas), and a remote caller gets the same 422 a direct one does."""
-
-    def __init__(self, client: PluginClient) -> None:
-        self._client = client
-
-    async def describe(self) -> PluginInfo:
-        return await self._client.describe()
-
-    async def ready(self) -> Readiness:
-        return await self._client.ready()
 
     async def get_entry(self, *, tenant_id: str, namespace: str, key: str) -> EntryPublic:
         parse_path(EntryPath, {"namespace": namespace, "key": key})

@@ -16,9 +16,8 @@ from typing import Any
 
 from app import codec
 from app.errors import ServiceError, Unavailable
-from app.plugin_kit import PluginInfo, Readiness
 from app.plugins import PluginContext
-from app.remote import PluginClient
+from app.remote import PluginClient, RemoteService
 from app.settings import Secret
 from plugins.gateway.schemas import (
     ChatCompletionIn,
@@ -39,16 +38,10 @@ from plugins.gateway.schemas import (
 CLIENT_DEFAULTS = {"timeout": 180.0, "deadline": 600.0}
 
 
-class RemoteGatewayService:
+class RemoteGatewayService(RemoteService):
     def __init__(self, client: PluginClient, *, admin_key: Secret | None) -> None:
-        self._client = client
+        super().__init__(client)
         self._admin_key = admin_key
-
-    async def describe(self) -> PluginInfo:
-        return await self._client.describe()
-
-    async def ready(self) -> Readiness:
-        return await self._client.ready()
 
     async def _openai(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
         with _problem_only():

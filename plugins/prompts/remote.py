@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.plugin_kit import PluginInfo, Readiness
-from app.remote import PluginClient, remote_factory
+from app.remote import RemoteService, remote_factory
 from plugins.prompts.schemas import (
     LabelMove,
     LabelPublic,
@@ -19,15 +18,8 @@ from plugins.prompts.schemas import (
 )
 
 
-class RemotePromptsService:
-    def __init__(self, client: PluginClient) -> None:
-        self._client = client
-
-    async def describe(self) -> PluginInfo:
-        return await self._client.describe()
-
-    async def ready(self) -> Readiness:
-        return await self._client.ready()
+class RemotePromptsService(RemoteService):
+    """No feature methods yet: `describe` and `ready` come from `RemoteService`."""
 
     async def create_prompt(self, *, tenant_id: str, prompt: PromptCreate) -> PromptPublic:
         return await self._client.call("POST", "", PromptPublic, tenant_id=tenant_id, body=prompt)

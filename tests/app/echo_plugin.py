@@ -29,7 +29,7 @@ from app.errors import (
 )
 from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness, describe_route
 from app.plugins import Plugin, PluginContext, ServiceKey, service
-from app.remote import PluginClient, remote_factory
+from app.remote import RemoteService, remote_factory
 from app.routing import api_route, json_response, read_body, read_query
 from app.schemas import Schema
 
@@ -143,15 +143,8 @@ class DirectEchoService:
             yield f"data: {i}\n\n".encode()
 
 
-class RemoteEchoService:
-    def __init__(self, client: PluginClient) -> None:
-        self._client = client
-
-    async def describe(self) -> PluginInfo:
-        return await self._client.describe()
-
-    async def ready(self) -> Readiness:
-        return await self._client.ready()
+class RemoteEchoService(RemoteService):
+    pass
 
     async def whoami(self) -> EchoOut:
         return await self._client.call("GET", "/whoami", EchoOut)
