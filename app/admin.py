@@ -42,7 +42,8 @@ class TenantList(Schema):
 
 
 class KeyCreate(Schema):
-    name: str = Field(default="", max_length=200)
+    # No NUL: PostgreSQL text cannot hold it (the schema says so, rather than the database refusing it).
+    name: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$", description="A label to recognise the key")
 
 
 class KeyPublic(Schema):

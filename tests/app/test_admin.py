@@ -135,3 +135,10 @@ async def test_revocation_reaches_a_replica_within_the_key_cache_ttl(
 
         await asyncio.sleep(0.35)
         assert (await replica.get("/api/v1/rag/-/info")).status_code == 403
+
+
+async def test_a_key_name_with_a_nul_is_refused_by_the_schema(admin: httpx.AsyncClient, tenant: Tenant) -> None:
+    r = await admin.post(f"/api/v1/admin/tenants/{tenant.tenant_id}/keys", json={"name": "a\x00b"})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "name"], r.text
+    doc = (await admin.get("/openapi.json")).json()
+    assert "pattern" in doc["components"]["schemas"]["KeyCreate"]["properties"]["name"]
