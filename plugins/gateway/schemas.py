@@ -28,6 +28,10 @@ MAX_INT32 = 2**31 - 1
 MAX_MESSAGES = 10_000
 # JSON values in one request body (see `app.json_limits`): 10,000 messages of a few fields each, with room for tools.
 MAX_JSON_VALUES = 100_000
+# Models one policy may list: every public model of a large catalog, with room to spare.
+MAX_ALLOWED_MODELS = 1_000
+# A public model name as a policy stores it: PostgreSQL text holds no NUL, so the document refuses one.
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class Numbers(BaseModel):
@@ -259,7 +263,9 @@ class GenerateOut(Schema):
 class PolicyIn(Numbers, Schema):
     """A tenant's gateway policy; null means unlimited (or: every model)."""
 
-    allowed_models: list[str] | None = Field(default=None, description="public model names; null = all")
+    allowed_models: list[ModelName] | None = Field(
+        default=None, max_length=MAX_ALLOWED_MODELS, description="public model names; null = all"
+    )
     rpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="requests per minute")
     tpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="tokens per minute (reserved, then settled)")
     monthly_budget_usd: float | None = Field(default=None, ge=0.0, description="spending cap per calendar month")

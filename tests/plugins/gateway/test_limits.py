@@ -143,6 +143,11 @@ async def test_allowed_models(deploy_app: Deployer, database_url: str) -> None:
         assert (await admin.get("/api/v1/gateway/tenants/ten_nope/policy")).status_code == 404
         bad = await admin.put(f"/api/v1/gateway/tenants/{tid}/policy", json={"rpm": 0})
         assert bad.status_code == 422
+        # PostgreSQL text holds no NUL: the documented pattern refuses the name, the stored policy stays.
+        nul = await admin.put(f"/api/v1/gateway/tenants/{tid}/policy", json={"allowed_models": ["a\u0000b"]})
+        assert nul.status_code == 422 and nul.json()["errors"][0]["loc"][:2] == ["body", "allowed_models"]
+        kept = (await admin.get(f"/api/v1/gateway/tenants/{tid}/policy")).json()
+        assert kept["allowed_models"] == ["all-MiniLM-L6-v2"]
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])
