@@ -3,7 +3,10 @@
 deployment with every plugin direct and against a front with every plugin remote. Exits non-zero when any run
 reports a failure.
 
-    .venv/bin/python .ci/contract.py [--max-examples N]
+    .venv/bin/python .ci/contract.py [--max-examples N] [--seed N]
+
+CI passes a fixed `--seed` so a run is reproducible (the same inputs fail again on a developer's machine); without
+one each run draws new inputs, which is how to hunt for new failures locally.
 
 schemathesis reads schemathesis.toml from the working directory (the repository root): it names the few operations
 whose validity depends on stored state the document cannot express, and why.
@@ -79,8 +82,11 @@ def serve(data_dir: Path, log: Path, **env: str) -> Iterator[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, help="passed to schemathesis (its default when absent)")
+    parser.add_argument("--seed", type=int, help="schemathesis's random seed (a new one each run when absent)")
     args = parser.parse_args()
     extra = ["--max-examples", str(args.max_examples)] if args.max_examples else []
+    if args.seed is not None:
+        extra += ["--seed", str(args.seed)]
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="faas-contract-") as tmp, ExitStack() as stack:
         data = Path(tmp) / "data"

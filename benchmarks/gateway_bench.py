@@ -1,11 +1,13 @@
-"""Side-by-side benchmark: a minimal upstream alone, this gateway in front of it, LiteLLM's proxy in front of it.
+"""Side-by-side benchmark: a minimal upstream alone, a bare pass-through, this gateway and LiteLLM's proxy in front.
 
 Everything listens on 127.0.0.1. For each target it runs a closed loop at a fixed concurrency for a fixed time
 and prints requests/s, p50/p99 latency, the latency added over the upstream alone, the server's CPU time per
 request and the resident memory of the server's process tree. The gateway runs with its real per-request work:
 API-key lookup (per-replica cache) and the tenant limit UPSERT on PostgreSQL (embedded), and the usage ledger;
 the time those two statements take is measured on their own too. LiteLLM runs without a database (no virtual
-keys, no limits, no spend log), so it does strictly less work per request than the gateway.
+keys, no limits, no spend log), so it does strictly less work per request than the gateway. The bare pass-through
+(benchmarks/bare_passthrough.py: Starlette and aiohttp's client, nothing else) is the floor a Python gateway can
+reach; the run prints the gateway's throughput as a share of it and as a multiple of LiteLLM's.
 
 Added latency is a target's latency minus the upstream's own, measured by the same client at the same
 concurrency. At concurrency 20 on a saturated machine that difference is mostly queueing (latency ≈ 20 /
@@ -15,6 +17,11 @@ LiteLLM must be installed in its own venv outside the repository, pinned to 1.82
 
     python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install "litellm[proxy]==1.82.6"
     .venv/bin/python benchmarks/gateway_bench.py [--seconds 10] [--concurrency 20] [--litellm /tmp/litellm-venv]
+        [--workers 1] [--py-spy /path/to/py-spy]
+
+`--workers 2` runs the gateway with two uvicorn workers (the others keep one). `--py-spy` (py-spy installed anywhere,
+for example `python3 -m venv /tmp/spy && /tmp/spy/bin/pip install py-spy`) records the gateway under load after the
+measurements and prints the functions where it spends its time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -162,11 +170,49 @@ async def db_cost(database_url: str, api_key: str, n: int = 500) -> float:
         await db.disconnect()
 
 
+async def profile(py_spy: str, url: str, headers: dict[str, str], pid: int, work: Path, seconds: float) -> None:
+    """Sample the gateway under load with py-spy and print where the time goes: by the function on top of the stack
+    (self) and by every function on it (total), as shares of all samples."""
+    out = work / "profile.txt"
+    record = ["record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250"]
+    spy = await asyncio.create_subprocess_exec(
+        py_spy,
+        *record,
+        *("--duration", str(int(seconds)), "--format", "raw", "--output", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1.0)
+    await load(url, headers, seconds=seconds - 1, concurrency=20, pid=pid)
+    await asyncio.wait_for(spy.wait(), 60)
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] for f in stack.split(";")
+        ]
+        n = int(count)
+        samples += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    print(f"\nprofile of the gateway under load ({samples} samples), self time:")
+    for frame, n in own.most_common(15):
+        print(f"  {100 * n / samples:5.1f}%  {frame})")
+    print("total time (the function or what it calls):")
+    for frame, n in total.most_common(40)[:25]:
+        print(f"  {100 * n / samples:5.1f}%  {frame})")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--litellm", default="/tmp/litellm-venv", help="venv with litellm[proxy]==1.82.6 ('' to skip)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of the gateway")
+    ap.add_argument("--py-spy", default="", help="py-spy executable: profile the gateway under load at the end")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from app import migrations
@@ -225,6 +271,8 @@ async def main() -> None:
                     "--log-level",
                     "warning",
                     "--no-access-log",
+                    "--workers",
+                    str(args.workers),
                 ],
                 gw_env,
                 work / "gateway.log",
@@ -248,8 +296,16 @@ async def main() -> None:
         gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
         await wait_ready(gw_url, 30, gw_headers)
 
+        bare_port = free_port()
+        bare = stack.enter_context(
+            process([sys.executable, "benchmarks/bare_passthrough.py", str(bare_port), up_url], log=work / "bare.log")
+        )
+        bare_url = f"http://127.0.0.1:{bare_port}/v1/chat/completions"
+        await wait_ready(bare_url, 20)
+
         targets: list[tuple[str, str, dict[str, str], int]] = [
             ("upstream alone", up_url, {}, up.pid),
+            ("bare pass-through", bare_url, {}, bare.pid),
             ("this gateway", gw_url, gw_headers, gw.pid),
         ]
         litellm = Path(args.litellm) / "bin" / "litellm" if args.litellm else None
@@ -294,10 +350,13 @@ async def main() -> None:
             measured["p50_1"], measured["p99_1"] = single["p50"], single["p99"]
             results[name] = measured
         per_request_db = await db_cost(db_url, tenant["api_key"])
+        if args.py_spy:
+            await profile(args.py_spy, gw_url, gw_headers, gw.pid, work, max(6.0, args.seconds))
 
     base, base99 = results["upstream alone"]["p50"], results["upstream alone"]["p99"]
     cores = os.cpu_count()
-    print(f"\nconcurrency {args.concurrency}, {args.seconds:.0f} s per target, 1 worker each, loopback, {cores} cores")
+    workers = f"gateway {args.workers} worker{'s' if args.workers > 1 else ''}, the others 1"
+    print(f"\nconcurrency {args.concurrency}, {args.seconds:.0f} s per target, {workers}, loopback, {cores} cores")
     print(f"load average before the run: {load_before}")
     cols = ("req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "CPU ms/r", "RSS MB")
     print(f"{'target':24} " + " ".join(f"{c:>8}" for c in cols) + f" {'errors':>7}")
@@ -318,6 +377,8 @@ async def main() -> None:
         f"concurrency {args.concurrency} every process shares {cores} cores, so latency there is mostly queueing "
         "(concurrency / throughput);\nthe one-at-a-time table is the per-request cost a caller sees."
     )
+    share = results["this gateway"]["rps"] / results["bare pass-through"]["rps"]
+    print(f"gateway / bare pass-through requests per second: {100 * share:.0f}%")
     if "LiteLLM 1.82.6 proxy" in results:
         ratio = results["this gateway"]["rps"] / results["LiteLLM 1.82.6 proxy"]["rps"]
         print(f"gateway / LiteLLM requests per second: {ratio:.1f}x")
