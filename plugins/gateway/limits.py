@@ -7,19 +7,28 @@ transaction that writes the call's usage row; with `REDIS_URL` a Lua script does
 read from PostgreSQL and kept for a few seconds per replica, and the ledger settles there once the row is written.
 Over a limit the caller gets 429 with `Retry-After`; a model outside the tenant's allow-list is a 404, as if it
 did not exist.
+
+A tenant with no RPM, TPM or budget (most tenants) has nothing to count before a call: each replica keeps the
+tenant's policy (`PolicyCache`) and admits such a call without a round trip, checking the allow-list itself; the
+call's real tokens and cost still reach the counters when the ledger settles (a reservation of nothing, settled
+with what was used). A policy change notifies every replica in its own transaction (PostgreSQL NOTIFY), which drops
+its copy; while a replica cannot listen, it trusts no copy and every call takes the counted path.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from cachetools import TTLCache
+
 from app.errors import NotFound, RateLimited, ServiceError
-from plugins.gateway.store import GatewayStore, Settlement
+from plugins.gateway.store import POLICY_CHANNEL, GatewayStore, Settlement
+
+__all__ = ["POLICY_CHANNEL", "Limiter", "PolicyCache", "PostgresLimiter", "RedisLimiter", "Reservation", "refusal"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,91 @@ class Reservation:
 
     def settle(self, tokens: int, cost: float) -> Settlement:
         return Settlement(self.tenant_id, self.window, self.period, tokens - self.tokens, cost - self.cost)
+
+
+@dataclass(frozen=True)
+class Policy:
+    allowed_models: frozenset[str] | None
+    rpm: int | None
+    tpm: int | None
+    monthly_budget_usd: float | None
+
+    @property
+    def counts_nothing(self) -> bool:
+        """No limit needs a counter: a call is admitted on the allow-list alone."""
+        return self.rpm is None and self.tpm is None and self.monthly_budget_usd is None
+
+    def as_dict(self) -> dict[str, Any]:
+        allowed = None if self.allowed_models is None else sorted(self.allowed_models)
+        return {
+            "allowed_models": allowed,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "monthly_budget_usd": self.monthly_budget_usd,
+        }
+
+
+class PolicyCache:
+    """Each tenant's policy as this replica last read it, trusted only while `live()` says the replica hears every
+    change (see the module docstring); `forget` is called for each change heard, `reset` when hearing resumes.
+
+    A read that raced a change is not kept: every change bumps `generation`, and a read stores its row only if no
+    change was heard while it ran.
+    """
+
+    def __init__(
+        self, store: GatewayStore, *, live: Any = lambda: True, ttl: float = 300.0, size: int = 100_000
+    ) -> None:
+        self._store = store
+        self._live = live
+        self._cache: TTLCache[str, Policy] = TTLCache(maxsize=size, ttl=ttl)
+        self.generation = 0
+
+    def listening(self, live: Callable[[], bool]) -> None:
+        """Trust copies only while `live()` (the replica hears every change); until called, none is trusted."""
+        self._live = live
+
+    def forget(self, tenant_id: str) -> None:
+        self.generation += 1
+        self._cache.pop(tenant_id, None)
+
+    def reset(self) -> None:
+        self.generation += 1
+        self._cache.clear()
+
+    async def get(self, tenant_id: str) -> Policy | None:
+        """The tenant's policy, or None when this replica cannot vouch for a copy (then count the call)."""
+        if not self._live():
+            return None
+        hit = self._cache.get(tenant_id)
+        if hit is not None:
+            return hit
+        generation = self.generation
+        policy = await self.read(tenant_id)
+        if generation == self.generation and self._live():
+            self._cache[tenant_id] = policy
+        return policy
+
+    async def read(self, tenant_id: str) -> Policy:
+        row = await self._store.get_limits(tenant_id=tenant_id)
+        allowed = row.get("allowed_models")
+        return Policy(
+            allowed_models=None if allowed is None else frozenset(allowed),
+            rpm=row.get("rpm"),
+            tpm=row.get("tpm"),
+            monthly_budget_usd=row.get("monthly_budget_usd"),
+        )
+
+
+def _uncounted(policy: Policy, tenant_id: str, model: str) -> Reservation:
+    """Admit a call of a tenant whose policy counts nothing: the allow-list is the only check, nothing is reserved,
+    and the settlement adds the call's real use to whatever counters the tenant has."""
+    now = datetime.now(UTC)
+    if policy.allowed_models is not None and model not in policy.allowed_models:
+        error = refusal(policy.as_dict(), model=model, tokens=0, cost=0, requests=0, used_tokens=0, spent=0, now=now)
+        assert error is not None
+        raise error
+    return Reservation(tenant_id, now.replace(second=0, microsecond=0), date(now.year, now.month, 1), 0, 0.0)
 
 
 class Limiter(Protocol):
@@ -100,10 +194,14 @@ def refusal(
 class PostgresLimiter:
     settles_in_database = True
 
-    def __init__(self, store: GatewayStore) -> None:
+    def __init__(self, store: GatewayStore, policies: PolicyCache) -> None:
         self._store = store
+        self._policies = policies
 
     async def admit(self, *, tenant_id: str, model: str, tokens: int, cost: float) -> Reservation:
+        policy = await self._policies.get(tenant_id)
+        if policy is not None and policy.counts_nothing:
+            return _uncounted(policy, tenant_id, model)
         for _ in range(3):
             got = await self._store.admit(tenant_id=tenant_id, model=model, tokens=tokens, cost=cost)
             if got is not None:
@@ -153,34 +251,27 @@ return {ok and 1 or 0, minute, r, k, tostring(spent), sec}
 
 
 class RedisLimiter:
-    """The same contract on Redis; counters live there, the policy in PostgreSQL (cached `policy_ttl` s)."""
+    """The same contract on Redis; counters live there, the policy in PostgreSQL (kept by the `PolicyCache`)."""
 
     settles_in_database = False
 
-    def __init__(self, store: GatewayStore, url: str, *, prefix: str = "faas:gw", policy_ttl: float = 5.0) -> None:
+    def __init__(self, store: GatewayStore, policies: PolicyCache, url: str, *, prefix: str = "faas:gw") -> None:
         import redis.asyncio as aioredis  # lazy: only with REDIS_URL
 
         self._store = store
+        self._policies = policies
         self._redis = aioredis.Redis.from_url(url)
         self._script = self._redis.register_script(_LUA)
         self._prefix = prefix
-        self._ttl = policy_ttl
-        self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
-
-    async def _policy(self, tenant_id: str) -> dict[str, Any]:
-        hit = self._policies.get(tenant_id)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
-        row = await self._store.get_limits(tenant_id=tenant_id)
-        policy = {k: row.get(k) for k in ("allowed_models", "rpm", "tpm", "monthly_budget_usd")}
-        self._policies[tenant_id] = (time.monotonic(), policy)
-        return policy
 
     def _key(self, tenant_id: str) -> str:
         return f"{self._prefix}:{{{tenant_id}}}"
 
     async def admit(self, *, tenant_id: str, model: str, tokens: int, cost: float) -> Reservation:
-        policy = await self._policy(tenant_id)
+        cached = await self._policies.get(tenant_id)
+        if cached is not None and cached.counts_nothing:
+            return _uncounted(cached, tenant_id, model)
+        policy = (cached or await self._policies.read(tenant_id)).as_dict()
         allowed = policy.get("allowed_models")
         now = datetime.now(UTC)
         if allowed is not None and model not in allowed:

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from app.errors import NotFound
+from app.listen import Listener
 from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext, Services
 from plugins.gateway import cached, wire
@@ -28,7 +29,7 @@ from plugins.gateway.anthropic_provider import AnthropicProvider
 from plugins.gateway.catalog import LOCAL_EMBEDDING_MODEL, Catalog, Deployment, Kind, ModelEntry, build_catalog
 from plugins.gateway.config import GatewayConfig
 from plugins.gateway.ledger import UsageLedger
-from plugins.gateway.limits import Limiter, PostgresLimiter, RedisLimiter
+from plugins.gateway.limits import POLICY_CHANNEL, Limiter, PolicyCache, PostgresLimiter, RedisLimiter
 from plugins.gateway.local_embeddings import DIMENSIONS, LocalEmbeddingProvider
 from plugins.gateway.metering import Meter
 from plugins.gateway.mock import MockProvider
@@ -73,10 +74,12 @@ class DirectGatewayService:
         router: Router,
         meter: Meter,
         store: GatewayStore,
+        policies: PolicyCache,
         services: Services,
         about: LocalDescription,
     ) -> None:
         self._about = about
+        self._policies = policies
         self.catalog = catalog
         self.router = router
         self.meter = meter
@@ -91,9 +94,9 @@ class DirectGatewayService:
 
     # ---- models -----------------------------------------------------------------------------------------
 
-    async def _allowed(self, tenant_id: str) -> list[str] | None:
-        allowed: list[str] | None = (await self.store.get_limits(tenant_id=tenant_id))["allowed_models"]
-        return allowed
+    async def _allowed(self, tenant_id: str) -> frozenset[str] | None:
+        policy = await self._policies.get(tenant_id) or await self._policies.read(tenant_id)
+        return policy.allowed_models
 
     async def list_models(self, *, tenant_id: str) -> ModelList:
         allowed = await self._allowed(tenant_id)
@@ -272,7 +275,10 @@ class DirectGatewayService:
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
         await self.store.require_tenant(tenant_id=tenant_id)
-        return policy_public(tenant_id, await self.store.update_policy(tenant_id=tenant_id, policy=policy))
+        updated = await self.store.update_policy(tenant_id=tenant_id, policy=policy)
+        # This replica's copy goes now, before the answer; the others drop theirs when the NOTIFY reaches them.
+        self._policies.forget(tenant_id)
+        return policy_public(tenant_id, updated)
 
 
 def _usage(result: dict[str, Any]) -> Usage:
@@ -303,13 +309,18 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             reset_timeout=config.breaker_reset_seconds,
         )
         store = GatewayStore(ctx.db)
+        policies = PolicyCache(store)
+        listener = Listener(str(ctx.db.url), POLICY_CHANNEL, on_message=policies.forget, on_reset=policies.reset)
+        policies.listening(lambda: listener.live)
+        listener.start()
+        stack.push_async_callback(listener.stop)
         limiter: Limiter
         if s.redis_url:
-            redis_limiter = RedisLimiter(store, s.redis_url, prefix=config.redis_prefix)
+            redis_limiter = RedisLimiter(store, policies, s.redis_url, prefix=config.redis_prefix)
             stack.push_async_callback(redis_limiter.aclose)
             limiter = redis_limiter
         else:
-            limiter = PostgresLimiter(store)
+            limiter = PostgresLimiter(store, policies)
         ledger = UsageLedger(store, limiter, wait_seconds=config.ledger_wait_seconds)
         ledger.start()
         stack.push_async_callback(ledger.stop)
@@ -319,6 +330,7 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             router=router,
             meter=meter,
             store=store,
+            policies=policies,
             services=ctx.services,
             about=LocalDescription(ctx, CAPABILITIES),
         )

@@ -21,7 +21,7 @@ import pytest
 
 from app.db import Database
 from plugins.gateway.ledger import Usage, UsageLedger
-from plugins.gateway.limits import PostgresLimiter
+from plugins.gateway.limits import PolicyCache, PostgresLimiter
 from plugins.gateway.store import GatewayStore, UsageEntry
 from tests.conftest import ADMIN_KEY, Deployer, eventually
 from tests.plugins.gateway.conftest import fake_upstream, same_minute, write_config
@@ -49,6 +49,12 @@ async def _wait_for_blocked_insert(conn: asyncpg.Connection) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the ledger's INSERT never waited for the lock")
+
+
+async def counted(admin: httpx.AsyncClient, tenant_id: str) -> None:
+    """Give the tenant a TPM limit, so that each call reserves its tokens (a tenant without limits reserves none)."""
+    r = await admin.put(f"/api/v1/gateway/tenants/{tenant_id}/policy", json={"tpm": 10_000_000})
+    assert r.status_code == 200, r.text
 
 
 async def reservations_settled(conn: asyncpg.Connection, tenant_id: str) -> tuple[int, int]:
@@ -207,7 +213,8 @@ def _usage(tenant_id: str, error: str | None, model: str = "m") -> Usage:
 async def test_a_rejected_row_is_written_scrubbed_and_its_batch_too(database_url: str) -> None:
     db = Database(database_url)
     await db.connect()
-    ledger = UsageLedger(GatewayStore(db), PostgresLimiter(GatewayStore(db)))
+    store = GatewayStore(db)
+    ledger = UsageLedger(store, PostgresLimiter(store, PolicyCache(store)))
     ledger.start()
     try:
         errors = (None, "bad \x00 text", None, "lone \udc80 surrogate", None)

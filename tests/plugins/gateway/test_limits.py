@@ -182,3 +182,85 @@ async def test_with_redis_limits_reservations_are_settled_after_the_rows_commit(
 
         await eventually(settled)
         await c.aclose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+async def test_a_tenant_without_limits_is_admitted_without_counting_and_a_new_policy_reaches_every_replica(
+    deploy_app: Deployer, database_url: str, tmp_path: Path, backend: str
+) -> None:
+    """No RPM/TPM/budget: no counter is touched before a call (no row appears), yet the month's spending is known
+    when a budget is set later (taken from the ledger), and a policy set on one replica binds the other at once."""
+    config = tmp_path / "g.json"
+    priced = {"provider": "mock", "model": "mock-1", "input_cost_per_mtok": 1000, "output_cost_per_mtok": 1000}
+    cheap = {"provider": "mock", "model": "mock-1"}
+    config.write_text(json.dumps({"models": {"priced": {"deployments": [priced]}, "cheap": {"deployments": [cheap]}}}))
+    env = {"FAAS_GATEWAY_CONFIG": str(config)}
+    if backend == "redis":
+        env |= {"REDIS_URL": "redis://127.0.0.1:6379/0", "FAAS_GATEWAY_REDIS_PREFIX": f"test:{secrets.token_hex(6)}"}
+    body = {"model": "priced", "messages": MSG, "max_tokens": 3}
+    async with deploy_app(env=env) as one, deploy_app(env=env) as two:
+        tid, c1 = await _tenant(one)
+        c2 = two.client(c1.headers["authorization"].removeprefix("Bearer "))
+        for c in (c1, c2, c1, c2):  # both replicas hold the tenant's (empty) policy from here on
+            assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM gateway_tenant_limits WHERE tenant_id = $1", tid) == 0
+            spent = await conn.fetchval("SELECT sum(cost_usd) FROM gateway_usage WHERE tenant_id = $1", tid)
+        finally:
+            await conn.close()
+        assert spent > 0
+        # A budget already spent: the policy knows the month's spending, and the other replica refuses at once
+        # (its copy of the policy was dropped by the notification, not by a timer).
+        policy = await _policy(one, tid, monthly_budget_usd=spent / 2)
+        assert policy["spent_usd_this_month"] == pytest.approx(spent)
+
+        async def refused_on_the_other_replica() -> None:
+            r = await c2.post("/v1/chat/completions", json=body)
+            assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
+
+        await eventually(refused_on_the_other_replica, within=3.0)
+        # Back to no limits, then an allow-list only: still no counting, and the list binds on both replicas.
+        await _policy(one, tid, allowed_models=["cheap"])
+
+        async def listed_on_the_other_replica() -> None:
+            assert (await c2.post("/v1/chat/completions", json=body)).status_code == 404
+            assert (await c2.post("/v1/chat/completions", json={**body, "model": "cheap"})).status_code == 200
+
+        await eventually(listed_on_the_other_replica, within=3.0)
+        await c1.aclose()
+        await c2.aclose()
+
+
+async def test_a_replica_that_lost_its_notifications_trusts_no_policy_it_kept(
+    deploy_app: Deployer, database_url: str
+) -> None:
+    """The listening connection dies and a policy changes while nobody hears it (written straight to the table):
+    the replica must not go on admitting by its old copy once it listens again."""
+    async with deploy_app() as app:
+        tid, c = await _tenant(app)
+        assert (await c.post("/v1/chat/completions", json=_chat())).status_code == 200  # the empty policy is kept
+        listening = (
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN %faas_gateway_policy%'"
+        )
+        conn = await asyncpg.connect(database_url)
+        try:
+            before = {r["pid"] for r in await conn.fetch(listening)}
+            assert before
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(before))
+            await conn.execute(
+                "INSERT INTO gateway_tenant_limits (tenant_id, allowed_models) VALUES ($1, ARRAY['none-of-these'])",
+                tid,
+            )
+
+            async def listening_again() -> None:
+                assert {r["pid"] for r in await conn.fetch(listening)} - before
+
+            await eventually(listening_again, within=15.0)
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.3)  # the replica trusts its copies again from here on
+        r = await c.post("/v1/chat/completions", json=_chat())
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        await c.aclose()

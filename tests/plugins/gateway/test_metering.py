@@ -18,7 +18,7 @@ from plugins.gateway.openai_provider import upstream_body
 from tests.conftest import eventually
 from tests.harness import Mode, Tenant
 from tests.plugins.gateway.conftest import fake_upstream, same_minute, write_config
-from tests.plugins.gateway.test_ledger import reservations_settled
+from tests.plugins.gateway.test_ledger import counted, reservations_settled
 from tests.plugins.gateway.upstreams import FakeUpstream
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -46,11 +46,13 @@ def deploy_env(tmp_path: Path, provider: tuple[FakeUpstream, str]) -> dict[str, 
 async def test_a_cancelled_call_settles_its_reservation_and_leaves_a_row(
     mode: Mode,
     api: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
     tenant: Tenant,
     provider: tuple[FakeUpstream, str],
     database_url: str,
 ) -> None:
     fake, _ = provider
+    await counted(admin, tenant.tenant_id)
     fake.delay = 2.0  # the provider is slow: the call is cut while it waits
     await same_minute(seconds_needed=20)
     call = asyncio.create_task(

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from tests.conftest import ADMIN_KEY, Deployer, eventually, serve_app
 from tests.harness import deploy
 from tests.plugins.gateway.conftest import same_minute
-from tests.plugins.gateway.test_ledger import reservations_settled
+from tests.plugins.gateway.test_ledger import counted, reservations_settled
 
 CLIENT_DEADLINE = 0.5
 MSG = [{"role": "user", "content": "hi"}]
@@ -346,6 +346,7 @@ async def test_a_client_that_leaves_a_stream_settles_it_and_leaves_a_row(
     admin: httpx.AsyncClient, database_url: str
 ) -> None:
     tenant_id, client = await new_client(admin)
+    await counted(admin, tenant_id)
     await same_minute(seconds_needed=15)
     body = {"model": "gated", "messages": MSG, "stream": True, "max_tokens": 1000}
     async with client:
