@@ -33,6 +33,13 @@ class GatewayConfig(SettingsGroup):
     )
     models_ttl_seconds: float = Field(default=300.0, ge=0.0, description="How long a provider's model list is kept")
     max_connections: int = Field(default=512, ge=1, description="Connections to all providers together")
+    usage_retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description="Days of per-request usage rows kept (0: forever); the daily totals that reports read are kept "
+        "whatever this says",
+    )
     redis_prefix: str = Field(default="faas:gw", min_length=1, description="Prefix of the Redis rate-limit keys")
 
     @field_validator("config")

@@ -14,6 +14,7 @@ usage, before answering (`metering`; a failed or cancelled call is recorded too)
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -62,6 +63,8 @@ from plugins.gateway.vectors import (
     texts_of,
     values_in,
 )
+
+log = logging.getLogger("faas.gateway")
 
 CAPABILITIES = ("chat", "stream", "tools", "embeddings", "generate", "usage", "limits", "fallbacks")
 
@@ -281,6 +284,23 @@ class DirectGatewayService:
         return policy_public(tenant_id, updated)
 
 
+async def _retain(store: GatewayStore, days: int, *, every: float = 300.0, batch: int = 10_000) -> None:
+    """Drop ledger rows older than `days`, now and every `every` seconds, a batch at a time until none is left:
+    it keeps up with any rate of writes. A failure (the database away) waits for the next round."""
+    while True:
+        try:
+            dropped = 0
+            while (n := await store.expire_usage(days=days, batch=batch)) > 0:
+                dropped += n
+                if n < batch:
+                    break
+            if dropped:
+                log.info("usage retention: dropped %d ledger rows older than %d days", dropped, days)
+        except Exception as exc:
+            log.warning("usage retention failed: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(every)
+
+
 def _usage(result: dict[str, Any]) -> Usage:
     u = result.get("usage") or {}
     p, c = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
@@ -321,6 +341,9 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             limiter = redis_limiter
         else:
             limiter = PostgresLimiter(store, policies)
+        if config.usage_retention_days:
+            retention = asyncio.create_task(_retain(store, config.usage_retention_days), name="gateway-retention")
+            stack.callback(retention.cancel)
         ledger = UsageLedger(store, limiter, wait_seconds=config.ledger_wait_seconds)
         ledger.start()
         stack.push_async_callback(ledger.stop)

@@ -58,9 +58,31 @@ FROM unnest(CAST(:t AS text[]), CAST(:w AS timestamptz[]), CAST(:p AS date[]), C
 WHERE g.tenant_id = s.t
 """
 
-# The ledger's group commit: one statement (so one transaction and one round trip) inserts a batch of usage rows
-# and settles their reservations. A reply waits for it, so it keeps the default synchronous commit.
-_WRITE_USAGE = """
+# Each ledger write adds its rows to the daily rollup in the same statement, so a report read from the rollup
+# always equals the ledger. Groups are added in key order: concurrent writers lock rollup rows in the same order.
+_ROLLUP = """
+rolled AS (
+    INSERT INTO gateway_usage_daily AS d (tenant_id, day, model, requests, errors, cache_hits, prompt_tokens,
+        completion_tokens, cost_usd, latency_ms_sum)
+    SELECT tenant_id, CAST(created_at AT TIME ZONE 'UTC' AS date), model, count(*),
+        count(*) FILTER (WHERE status >= 400), count(*) FILTER (WHERE cache_hit), sum(prompt_tokens),
+        sum(completion_tokens), sum(cost_usd), sum(latency_ms)
+    FROM inserted GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (tenant_id, day, model) DO UPDATE SET
+        requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,
+        cache_hits = d.cache_hits + EXCLUDED.cache_hits, prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens, cost_usd = d.cost_usd + EXCLUDED.cost_usd,
+        latency_ms_sum = d.latency_ms_sum + EXCLUDED.latency_ms_sum
+    RETURNING 1
+)"""
+_RETURNING = (
+    "RETURNING tenant_id, created_at, model, status, cache_hit, prompt_tokens, completion_tokens, cost_usd, latency_ms"
+)
+
+# The ledger's group commit: one statement (so one transaction and one round trip) inserts a batch of usage rows,
+# adds them to the daily rollup and settles their reservations. A reply waits for it, so it keeps the default
+# synchronous commit.
+_WRITE_USAGE = f"""
 WITH settled AS (
     UPDATE gateway_tenant_limits AS g SET
         window_tokens = CASE WHEN g.window_start = s.w THEN GREATEST(0, g.window_tokens + s.dtok)
@@ -75,36 +97,45 @@ WITH settled AS (
         completion_tokens, cost_usd, latency_ms, cache_hit, stream, status, error)
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
         $8::int[], $9::float8[], $10::float8[], $11::bool[], $12::bool[], $13::int[], $14::text[])
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM settled) AS settled
+    {_RETURNING}
+), {_ROLLUP.strip()}
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM settled) AS settled,
+    (SELECT count(*) FROM rolled) AS rolled
 """
 
-_INSERT_USAGE = """
-INSERT INTO gateway_usage (tenant_id, created_at, request_id, model, deployment, provider, prompt_tokens,
-    completion_tokens, cost_usd, latency_ms, cache_hit, stream, status, error)
-SELECT * FROM unnest(CAST(:tenant_id AS text[]), CAST(:created_at AS timestamptz[]), CAST(:request_id AS text[]),
-    CAST(:model AS text[]), CAST(:deployment AS text[]), CAST(:provider AS text[]), CAST(:prompt AS int[]),
-    CAST(:completion AS int[]), CAST(:cost AS float8[]), CAST(:latency AS float8[]), CAST(:cache_hit AS bool[]),
-    CAST(:stream AS bool[]), CAST(:status AS int[]), CAST(:error AS text[]))
+_INSERT_USAGE = f"""
+WITH inserted AS (
+    INSERT INTO gateway_usage (tenant_id, created_at, request_id, model, deployment, provider, prompt_tokens,
+        completion_tokens, cost_usd, latency_ms, cache_hit, stream, status, error)
+    SELECT * FROM unnest(CAST(:tenant_id AS text[]), CAST(:created_at AS timestamptz[]), CAST(:request_id AS text[]),
+        CAST(:model AS text[]), CAST(:deployment AS text[]), CAST(:provider AS text[]), CAST(:prompt AS int[]),
+        CAST(:completion AS int[]), CAST(:cost AS float8[]), CAST(:latency AS float8[]), CAST(:cache_hit AS bool[]),
+        CAST(:stream AS bool[]), CAST(:status AS int[]), CAST(:error AS text[]))
+    {_RETURNING}
+), {_ROLLUP.strip()}
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM rolled) AS rolled
 """
 
 # Groups are paged by a text key, "<day>~<hex of the model's UTF-8>": it sorts like (day, model), fits the cursor
 # alphabet whatever the model is called, and any string is a valid position to continue after.
 _USAGE_KEY = "to_char(day, 'YYYY-MM-DD') || '~' || left(encode(convert_to(model, 'UTF8'), 'hex'), 180)"
 _USAGE = f"""
-SELECT * FROM (
-    SELECT CAST(created_at AT TIME ZONE 'UTC' AS date) AS day, model, count(*) AS requests,
-        count(*) FILTER (WHERE status >= 400) AS errors, count(*) FILTER (WHERE cache_hit) AS cache_hits,
-        COALESCE(sum(prompt_tokens), 0) AS prompt_tokens, COALESCE(sum(completion_tokens), 0) AS completion_tokens,
-        COALESCE(sum(cost_usd), 0) AS cost_usd, COALESCE(avg(latency_ms), 0) AS avg_latency_ms
-    FROM gateway_usage
-    WHERE tenant_id = :t AND created_at >= CAST(:since AS date) AND created_at < CAST(:until AS date) + 1
-    GROUP BY 1, 2
-) AS g
-WHERE CAST(:after AS text) IS NULL OR ({_USAGE_KEY}) COLLATE "C" > CAST(:after AS text) COLLATE "C"
+SELECT day, model, requests, errors, cache_hits, prompt_tokens, completion_tokens, cost_usd,
+    CASE WHEN requests > 0 THEN latency_ms_sum / requests ELSE 0 END AS avg_latency_ms
+FROM gateway_usage_daily
+WHERE tenant_id = :t AND day >= CAST(:since AS date) AND day <= CAST(:until AS date)
+  AND (CAST(:after AS text) IS NULL OR ({_USAGE_KEY}) COLLATE "C" > CAST(:after AS text) COLLATE "C")
 ORDER BY ({_USAGE_KEY}) COLLATE "C"
 LIMIT :limit
+"""
+
+# Retention: the oldest ledger rows, a batch at a time (the BRIN index on created_at finds them; the daily rollup
+# keeps their sums). SKIP LOCKED lets every replica run it without waiting for another.
+_EXPIRE_USAGE = """
+DELETE FROM gateway_usage WHERE id IN (
+    SELECT id FROM gateway_usage WHERE created_at < now() - make_interval(days => $1)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+)
 """
 
 
@@ -274,6 +305,12 @@ class GatewayStore:
                 "error": [e.error for e in entries],
             },
         )
+
+    async def expire_usage(self, *, days: int, batch: int = 10_000) -> int:
+        """Delete up to `batch` ledger rows older than `days` days; how many went."""
+        async with self.db.connection() as conn:
+            status: str = await conn.raw_connection.execute(_EXPIRE_USAGE, days, batch)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def list_usage(
         self, *, tenant_id: str, since: date, until: date, after: str | None, limit: int

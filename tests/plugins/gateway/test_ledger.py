@@ -149,6 +149,11 @@ async def test_sigkill_after_n_answers_loses_no_row_and_no_settlement(
     conn = await asyncpg.connect(database_url)
     try:
         assert await _count(conn, tenant["tenant_id"]) == n
+        # The daily rollup is written by the same statements: the crash left it equal to the ledger.
+        rolled = await conn.fetchval(
+            "SELECT sum(requests) FROM gateway_usage_daily WHERE tenant_id = $1", tenant["tenant_id"]
+        )
+        assert rolled == n
         held, used = await reservations_settled(conn, tenant["tenant_id"])
     finally:
         await conn.close()
