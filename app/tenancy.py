@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from cachetools import TTLCache
 
 from app.db import Database
 from app.errors import Conflict, NotFound
@@ -86,7 +86,11 @@ class TenantStore:
         self.db = db
         self.key_cache_seconds = key_cache_seconds
         self.key_cache_size = key_cache_size
-        self._keys: dict[bytes, tuple[float, KeyLookup]] = {}
+        # Least recently used keys leave one at a time when it is full (never all at once: with more active keys
+        # than it holds, clearing it would send every request to the database together).
+        self._keys: TTLCache[bytes, KeyLookup] | None = (
+            TTLCache(maxsize=key_cache_size, ttl=key_cache_seconds) if key_cache_seconds > 0 else None
+        )
 
     async def insert_tenant(self, *, name: str) -> tuple[Tenant, ApiKey, str]:
         """Create a tenant and its first key; returns the key in clear, the only time it exists."""
@@ -154,15 +158,16 @@ class TenantStore:
         )
         if row is None:
             raise NotFound(f"key {key_id!r} does not exist for tenant {tenant_id!r}")
-        self._keys = {h: v for h, v in self._keys.items() if v[1].key_id != key_id}
+        if self._keys is not None:
+            for digest in [h for h, v in list(self._keys.items()) if v.key_id == key_id]:
+                self._keys.pop(digest, None)
         return _key(row)
 
     async def lookup_key(self, key: str) -> KeyLookup | None:
         digest = hash_key(key)
-        now = time.monotonic()
-        cached = self._keys.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._keys.get(digest) if self._keys is not None else None
+        if cached is not None:
+            return cached
         # Every authenticated request runs this: positional SQL, prepared and cached per connection by asyncpg.
         row = await self.db.fetchrow_raw(
             "SELECT id, tenant_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = $1", digest
@@ -170,10 +175,6 @@ class TenantStore:
         if row is None:
             return None
         found = KeyLookup(tenant_id=row["tenant_id"], key_id=row["id"], revoked=row["revoked"])
-        if self.key_cache_seconds > 0 and not found.revoked:
-            if len(self._keys) >= self.key_cache_size:
-                self._keys = {h: v for h, v in self._keys.items() if v[0] > now}
-                if len(self._keys) >= self.key_cache_size:
-                    self._keys.clear()
-            self._keys[digest] = (now + self.key_cache_seconds, found)
+        if self._keys is not None and not found.revoked:
+            self._keys[digest] = found
         return found

@@ -7,6 +7,8 @@ import hashlib
 import asyncpg
 import httpx
 
+from app.db import Database
+from app.tenancy import TenantStore
 from tests.conftest import asgi_client, new_tenant
 from tests.harness import Tenant
 
@@ -142,3 +144,20 @@ async def test_a_key_name_with_a_nul_is_refused_by_the_schema(admin: httpx.Async
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "name"], r.text
     doc = (await admin.get("/openapi.json")).json()
     assert "pattern" in doc["components"]["schemas"]["KeyCreate"]["properties"]["name"]
+
+
+async def test_a_full_key_cache_evicts_one_key_not_all(database_url: str) -> None:
+    """With more active keys than the per-replica cache holds, the least recently used one leaves; the others stay
+    cached (a cache cleared whole would send every request to the database at once)."""
+    db = Database(database_url)
+    await db.connect()
+    try:
+        store = TenantStore(db, key_cache_seconds=60, key_cache_size=2)
+        keys = [(await store.insert_tenant(name=f"lru-{i}"))[2] for i in range(3)]
+        for key in keys:
+            assert await store.lookup_key(key) is not None
+        # Behind the cache's back: every key row is gone. Cached keys still answer; the evicted one does not.
+        await db.execute("DELETE FROM api_keys")
+        assert [await store.lookup_key(k) is not None for k in keys] == [False, True, True]
+    finally:
+        await db.disconnect()
