@@ -1,4 +1,4 @@
-"""Costs as a tenant's data grows: the usage report and ledger retention at 10k, 100k and 1M ledger rows.
+"""Costs as a tenant's data grows: semantic cache lookups, the usage report and ledger retention.
 
 Seeds `gateway_usage` through the gateway's own store code (`GatewayStore.insert_usage`, the statement that also
 writes the daily rollup), for one tenant among several (the measured tenant holds a third of the rows, over 30
@@ -7,7 +7,12 @@ days and 5 models), on a fresh embedded PostgreSQL. Then it measures the 30-day 
 (`GatewayStore.expire_usage`, what `FAAS_GATEWAY_USAGE_RETENTION_DAYS` runs). The last line printed is one JSON
 object.
 
-    .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000]
+The semantic cache is seeded through `CacheStore.insert_semantic` (one tenant and one match key, as a chatbot with
+one system prompt has, among other tenants' entries), and `CacheStore.list_nearest` is timed for a near-duplicate
+of a stored prompt (a hit) and for an unrelated one (a miss). Each insert also maintains the HNSW index, which
+makes seeding the slow part: a million entries take most of an hour on two cores.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--semantic-sizes 10000,100000]
 """
 
 from __future__ import annotations
@@ -62,8 +67,10 @@ async def seed(store: object, upto: int, have: int) -> None:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--semantic-sizes", default="10000,100000")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
+    semantic_sizes = [int(x) for x in args.semantic_sizes.split(",") if x]
     sys.path.insert(0, str(ROOT))
     from app import migrations
     from app.db import Database, start_embedded, stop_embedded
@@ -105,10 +112,86 @@ async def main() -> None:
             assert gone == old
             rate = gone / elapsed if elapsed else 0.0
             print(f"retention dropped {gone} rows in {elapsed:.2f} s: {rate:.0f} rows/s", flush=True)
+            semantic = await semantic_lookups(db, semantic_sizes)
             await db.disconnect()
         finally:
             stop_embedded(Path(tmp))
-    print(json.dumps({"usage_report_p50_ms": report_ms, "retention_rows_per_s": round(rate)}))
+    print(
+        json.dumps(
+            {
+                "semantic_lookup_p50_ms": {k: v["hit"] for k, v in semantic.items()},
+                "semantic_miss_p50_ms": {k: v["miss"] for k, v in semantic.items()},
+                "usage_report_p50_ms": report_ms,
+                "retention_rows_per_s": round(rate),
+            }
+        )
+    )
+
+
+async def semantic_lookups(db: object, sizes: list[int]) -> dict[str, dict[str, float]]:
+    import numpy as np
+
+    from app.db import Database
+    from app.tenancy import TenantStore
+    from plugins.cache.store import EMBEDDING_DIM, CacheStore
+
+    assert isinstance(db, Database)
+    rng = np.random.default_rng(3)
+    tenants = TenantStore(db)
+    mine = (await tenants.insert_tenant(name="semantic-measured"))[0].id
+    other = (await tenants.insert_tenant(name="semantic-other"))[0].id
+    store = CacheStore(db)
+    stored: list[list[float]] = []
+    out: dict[str, dict[str, float]] = {}
+    have = 0
+
+    def unit(v: np.ndarray) -> list[float]:
+        return [float(x) for x in v / np.linalg.norm(v)]
+
+    for size in sizes:
+        t0 = time.perf_counter()
+        pending = []
+        for i in range(have, size):
+            v = unit(rng.normal(size=EMBEDDING_DIM))
+            tenant = other if i % 10 == 9 else mine  # a tenth belongs to another tenant
+            if tenant == mine:
+                stored.append(v)
+            pending.append(
+                store.insert_semantic(
+                    tenant_id=tenant,
+                    exact_key=f"e{i}",
+                    match_key="one-model-one-system-prompt",
+                    model="m",
+                    prompt=f"prompt {i}",
+                    embedding=v,
+                    response=b"{}",
+                    ttl_seconds=86_400,
+                )
+            )
+            if len(pending) == 8:  # the pool's connections, busy together
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+        have = size
+        await db.execute("ANALYZE cache_semantic")
+        print(f"seeded {size} semantic cache entries in {time.perf_counter() - t0:.1f} s", flush=True)
+        timings: dict[str, list[float]] = {"hit": [], "miss": []}
+        for _ in range(50):
+            for kind in ("hit", "miss"):
+                if kind == "hit":
+                    base = np.array(stored[int(rng.integers(len(stored)))])
+                    query = unit(base + rng.normal(scale=0.005, size=EMBEDDING_DIM))
+                else:
+                    query = unit(rng.normal(size=EMBEDDING_DIM))
+                t = time.perf_counter()
+                found = await store.list_nearest(
+                    tenant_id=mine, match_key="one-model-one-system-prompt", embedding=query, threshold=0.95
+                )
+                timings[kind].append((time.perf_counter() - t) * 1000)
+                assert bool(found) == (kind == "hit"), kind
+        out[str(size)] = {k: round(statistics.median(v), 3) for k, v in timings.items()}
+        print(f"  semantic lookup p50: hit {out[str(size)]['hit']:.2f} ms, miss {out[str(size)]['miss']:.2f} ms")
+    return out
 
 
 if __name__ == "__main__":
