@@ -295,7 +295,7 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             provider = openai if template.provider == "openai" else anthropic
             return await provider.list_models(template)
 
-        catalog = build_catalog(config.config, s.environ, lister, ttl=config.models_ttl_seconds)
+        catalog = build_catalog(config.config, s.environ, lister, ttl=config.models_ttl_seconds, mock=config.mock_model)
         router = Router(
             chat={"openai": openai, "anthropic": anthropic, "mock": MockProvider()},
             embeddings={"openai": openai, "local": LocalEmbeddingProvider()},
