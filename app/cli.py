@@ -56,6 +56,7 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 
 async def _preflight(app: Starlette) -> None:
+    app.state.preflight = True  # a check, not a start: the lifespan does not announce "serving"
     async with app.router.lifespan_context(app):
         pass
 

@@ -261,7 +261,8 @@ class GenerateOut(Schema):
 
 
 class PolicyIn(Numbers, Schema):
-    """A tenant's gateway policy; null means unlimited (or: every model)."""
+    """A tenant's whole gateway policy (`PUT` replaces it: a field left out is null); null means unlimited (or:
+    every model)."""
 
     allowed_models: list[ModelName] | None = Field(
         default=None, max_length=MAX_ALLOWED_MODELS, description="public model names; null = all"
@@ -269,6 +270,11 @@ class PolicyIn(Numbers, Schema):
     rpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="requests per minute")
     tpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="tokens per minute (reserved, then settled)")
     monthly_budget_usd: float | None = Field(default=None, ge=0.0, description="spending cap per calendar month")
+
+
+class PolicyPatch(PolicyIn):
+    """Changes to a tenant's gateway policy (`PATCH`): a field left out keeps its value, null makes it unlimited
+    (or: every model), as in a JSON merge patch."""
 
 
 class PolicyPublic(PolicyIn):

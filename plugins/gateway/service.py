@@ -45,6 +45,7 @@ from plugins.gateway.schemas import (
     ModelCard,
     ModelList,
     PolicyIn,
+    PolicyPatch,
     PolicyPublic,
     Usage,
     UsageList,
@@ -273,6 +274,11 @@ class DirectGatewayService:
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
         await self.store.require_tenant(tenant_id=tenant_id)
         return policy_public(tenant_id, await self.store.update_policy(tenant_id=tenant_id, policy=policy))
+
+    async def patch_policy(self, *, tenant_id: str, changes: PolicyPatch) -> PolicyPublic:
+        await self.store.require_tenant(tenant_id=tenant_id)
+        fields = {name: getattr(changes, name) for name in changes.model_fields_set}
+        return policy_public(tenant_id, await self.store.patch_policy(tenant_id=tenant_id, fields=fields))
 
 
 def _usage(result: dict[str, Any]) -> Usage:

@@ -7,7 +7,7 @@ slot. Minute windows and months come from the database clock, the same for every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +17,9 @@ import asyncpg
 from app.db import Database
 from app.errors import NotFound
 from plugins.gateway.schemas import PolicyIn
+
+# Policy fields, which are also their columns' names: the only names a PATCH writes into SQL.
+_POLICY_COLUMNS = tuple(PolicyIn.model_fields)
 
 # The counters are a limit, not a record (the ledger is the record): this statement's own transaction commits
 # without waiting for the WAL flush (`set_config(..., true)` is SET LOCAL). Atomicity and the row lock are as
@@ -196,6 +199,19 @@ class GatewayStore:
                 "budget": policy.monthly_budget_usd,
             },
         )
+        return await self.get_limits(tenant_id=tenant_id)
+
+    async def patch_policy(self, *, tenant_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Set only `fields` (policy field name -> value) in one statement; a tenant without a policy row gets one,
+        its other fields null (unlimited)."""
+        columns = [c for c in _POLICY_COLUMNS if c in fields]
+        if columns:
+            await self.db.execute(
+                f"INSERT INTO gateway_tenant_limits AS g (tenant_id, {', '.join(columns)}) "
+                f"VALUES (:t, {', '.join(':' + c for c in columns)}) ON CONFLICT (tenant_id) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns),
+                {"t": tenant_id, **{c: fields[c] for c in columns}},
+            )
         return await self.get_limits(tenant_id=tenant_id)
 
     async def settle(self, items: Sequence[Settlement]) -> None:

@@ -35,9 +35,9 @@ class Message(Schema):
     content: str = Field(max_length=MAX_TEMPLATE_CHARS)
 
 
-Template = (
-    Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)] | Annotated[list[Message], Field(min_length=1, max_length=100)]
-)
+# A text template is never empty: a prompt that renders to nothing is a mistake, refused when it is saved.
+TextTemplate = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
+Template = TextTemplate | Annotated[list[Message], Field(min_length=1, max_length=100)]
 
 
 class ModelConfig(Schema):
@@ -69,7 +69,7 @@ class _NewPrompt(Schema):
 
 class TextPromptCreate(_NewPrompt):
     type: Literal["text"] = "text"
-    template: Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]
+    template: TextTemplate
 
 
 class ChatPromptCreate(_NewPrompt):

@@ -131,3 +131,13 @@ async def test_bad_input_names_the_field(api: httpx.AsyncClient) -> None:
     mismatch = await api.post(URL, json={"name": "ok", "template": [{"role": "user", "content": "x"}]})
     assert mismatch.status_code == 422 and mismatch.json()["errors"][0]["loc"] == ["body", "text", "template"]
     assert (await api.get(f"{URL}/ok")).status_code == 404  # nothing half-created
+
+
+async def test_an_empty_template_is_refused(api: httpx.AsyncClient) -> None:
+    r = await api.post(URL, json={"name": "blank", "template": ""})
+    assert r.status_code == 422 and r.json()["errors"][0]["type"] == "string_too_short", r.text
+    assert (await api.get(f"{URL}/blank")).status_code == 404
+    assert (await api.post(URL, json={"name": "blank", "template": "x"})).status_code == 201
+    r = await api.post(f"{URL}/blank/versions", json={"template": ""})
+    assert r.status_code == 422, r.text
+    assert (await api.get(f"{URL}/blank")).json()["latest_version"] == 1
