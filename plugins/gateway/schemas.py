@@ -80,6 +80,11 @@ class CacheOptions(Numbers, Schema):
     mode: Literal["exact", "semantic"] = "exact"
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
     threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="semantic similarity needed")
+    per_user: bool = Field(
+        default=True,
+        description="With the request's `user` set, serve a cached answer only to the same `user`; false shares "
+        "answers among all of this tenant's end users (a request without `user` is shared either way)",
+    )
 
 
 class OpenAIBody(BaseModel):
