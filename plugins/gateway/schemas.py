@@ -82,6 +82,7 @@ class CacheOptions(Numbers, Schema):
     threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="semantic similarity needed")
     per_user: bool = Field(
         default=True,
+        strict=True,
         description="With the request's `user` set, serve a cached answer only to the same `user`; false shares "
         "answers among all of this tenant's end users (a request without `user` is shared either way)",
     )
