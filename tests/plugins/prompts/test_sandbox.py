@@ -92,6 +92,15 @@ async def test_only_bounded_globals_exist_and_none_is_a_variable(api: httpx.Asyn
     # Jinja2's own bound: a range past 100,000 items is refused, not built.
     r = await api.post(f"{URL}/globals/render", json={"variables": {"n": 10**12}})
     assert r.status_code == 422 and r.json()["type"] == REFUSED and "100000" in r.json()["detail"], r.text
+    # What range makes cheap to write stays bounded: a huge repetition before it is built, a long loop by the
+    # render worker's time limit.
+    for name, template in (
+        ("rep", "{{ (range(100000)|list) * 100000 }}"),
+        ("loops", "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x"),
+    ):
+        assert (await api.post(URL, json={"name": name, "template": template, "syntax": "jinja2"})).status_code == 201
+        r = await api.post(f"{URL}/{name}/render", json={"variables": {}})
+        assert r.status_code == 422 and r.json()["type"] == LIMIT, r.text
     for name in ("cycler", "joiner", "namespace", "lipsum"):
         r = await api.post(URL, json={"name": name, "template": f"{{{{ {name}() }}}}", "syntax": "jinja2"})
         assert r.status_code == 422 and r.json()["type"] == REFUSED, r.text
