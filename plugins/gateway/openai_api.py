@@ -52,8 +52,12 @@ def _param(loc: list[str]) -> str:
     return out
 
 
+# OpenAI answers 400 for a body that fails validation, where the platform routes answer 422.
+STATUSES = {422: 400}
+
+
 def openai_error(exc: ServiceError) -> Response:
-    status = 400 if exc.status == 422 else exc.status  # OpenAI answers 400 for a body that fails validation
+    status = STATUSES.get(exc.status, exc.status)
     message = exc.detail
     param: str | None = exc.extra.get("param")
     errors = exc.extra.get("errors")
@@ -89,6 +93,8 @@ def _openai_errors(endpoint: Endpoint) -> Endpoint:
 
 class OpenAIRoute(ApiRoute):
     """An ApiRoute whose errors, authentication included, are OpenAI-shaped rather than problem+json."""
+
+    error_statuses = STATUSES
 
     def __init__(
         self, path: str, endpoint: Endpoint, *, method: str, operation: Operation, name: str | None = None

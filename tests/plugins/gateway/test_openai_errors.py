@@ -86,3 +86,12 @@ async def test_the_platform_routes_still_answer_422_for_the_same_body(deploy_app
         _, c = await d.api()
         r = await c.post("/api/v1/gateway/chat", json={"messages": []})
         assert r.status_code == 422 == r.json()["status"] and r.json()["type"] == "urn:faas:problem:invalid-input"
+
+
+async def test_the_document_lists_the_statuses_the_openai_routes_send(deploy_app: Deployer) -> None:
+    async with deploy_app() as d:
+        doc = (await d.client().get("/openapi.json")).json()
+    for path in (CHAT, EMBED):
+        codes = set(doc["paths"][path]["post"]["responses"])
+        assert {"400", "413", "415"} <= codes and "422" not in codes, codes  # a failed validation is a 400 here
+    assert "422" in doc["paths"]["/api/v1/gateway/chat"]["post"]["responses"]  # and a 422 on the platform routes
