@@ -10,12 +10,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 faas && mkdir /data && chown faas /data
 WORKDIR /srv/faas
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md alembic.ini constraints.txt ./
 COPY alembic ./alembic
 COPY app ./app
 COPY plugins ./plugins
-# Editable install keeps alembic/ next to the code, where `faas migrate` finds it.
-RUN pip install -e .
+# Every runtime dependency at the version constraints.txt pins (the one the tests passed on), so two builds of the
+# same commit install the same packages. Editable install keeps alembic/ next to the code, where `faas migrate`
+# finds it.
+RUN pip install -c constraints.txt -e .
 
 USER faas
 VOLUME ["/data"]

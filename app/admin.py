@@ -72,11 +72,11 @@ class KeyPath(Schema):
     key_id: ResourceId
 
 
-def _tenant(t: Tenant) -> TenantPublic:
+def tenant_public(t: Tenant) -> TenantPublic:
     return TenantPublic(tenant_id=t.id, name=t.name, created_at=t.created_at)
 
 
-def _key(k: ApiKey) -> KeyPublic:
+def key_public(k: ApiKey) -> KeyPublic:
     return KeyPublic(
         key_id=k.id,
         tenant_id=k.tenant_id,
@@ -95,39 +95,39 @@ def _store(request: Request) -> TenantStore:
 async def create_tenant(request: Request) -> Response:
     body = await read_body(request, TenantCreate)
     tenant, key, secret = await _store(request).insert_tenant(name=body.name)
-    out = TenantCreated(**_tenant(tenant).model_dump(), api_key=secret, key_id=key.id)
+    out = TenantCreated(**tenant_public(tenant).model_dump(), api_key=secret, key_id=key.id)
     return json_response(out, status=201)
 
 
 async def list_tenants(request: Request) -> Response:
     q = read_query(request, PageQuery)
     page = await _store(request).list_tenants(limit=q.limit, cursor=q.cursor)
-    return json_response(TenantList(data=[_tenant(t) for t in page.items], next_cursor=page.next_cursor))
+    return json_response(TenantList(data=[tenant_public(t) for t in page.items], next_cursor=page.next_cursor))
 
 
 async def get_tenant(request: Request) -> Response:
     p = read_path(request, TenantPath)
     tenant = await _store(request).get_tenant(tenant_id=p.tenant_id)
-    return json_response(_tenant(tenant))
+    return json_response(tenant_public(tenant))
 
 
 async def create_key(request: Request) -> Response:
     p = read_path(request, TenantPath)
     body = await read_body(request, KeyCreate)
     key, secret = await _store(request).insert_key(tenant_id=p.tenant_id, name=body.name)
-    return json_response(KeyCreated(**_key(key).model_dump(), api_key=secret), status=201)
+    return json_response(KeyCreated(**key_public(key).model_dump(), api_key=secret), status=201)
 
 
 async def list_keys(request: Request) -> Response:
     p = read_path(request, TenantPath)
     keys = await _store(request).list_keys(tenant_id=p.tenant_id)
-    return json_response(KeyList(data=[_key(k) for k in keys]))
+    return json_response(KeyList(data=[key_public(k) for k in keys]))
 
 
 async def revoke_key(request: Request) -> Response:
     p = read_path(request, KeyPath)
     key = await _store(request).revoke_key(tenant_id=p.tenant_id, key_id=p.key_id)
-    return json_response(_key(key))
+    return json_response(key_public(key))
 
 
 def routes() -> list[BaseRoute]:

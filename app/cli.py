@@ -1,4 +1,4 @@
-"""The `faas` command: serve, run a job worker, migrate, and tenant administration.
+"""The `faas` command: serve, run a job worker, migrate, and tenant and API-key administration.
 
 Configuration errors end the program before it serves, with one line that names the variable and the fix.
 """
@@ -11,14 +11,18 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.plugins import StartupError
 from app.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+
+    from app.tenancy import Tenant, TenantStore
+
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -56,6 +60,7 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 
 async def _preflight(app: Starlette) -> None:
+    app.state.preflight = True  # a check, not a start: the lifespan does not announce "serving"
     async with app.router.lifespan_context(app):
         pass
 
@@ -145,36 +150,171 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_tenant(url: str, name: str) -> dict[str, str]:
+def _admin_database() -> str:
+    """The database the admin commands act on: DATABASE_URL (never migrated here), or the embedded one under
+    FAAS_DATA_DIR (migrated, as `faas serve` would); a schema behind ends the command with one line."""
+    settings = Settings.from_env()
+    url = database_url(settings, migrate=not settings.database_url)
+    if asyncio.run(_pending(url)):
+        raise ConfigError("the database schema is behind: run `faas migrate` first")
+    return url
+
+
+def _with_store(url: str, work: Callable[[TenantStore], Awaitable[T]]) -> T:
+    """Run `work` with a TenantStore on its own one-connection pool, closed afterwards."""
     from app.db import Database
     from app.tenancy import TenantStore
 
-    db = Database(url, min_size=1, max_size=1)
-    await db.connect()
+    async def run() -> T:
+        db = Database(url, min_size=1, max_size=1)
+        await db.connect()
+        try:
+            return await work(TenantStore(db))
+        finally:
+            await db.disconnect()
+
+    return asyncio.run(run())
+
+
+async def _resolve_tenant(store: TenantStore, ref: str) -> Tenant:
+    """A tenant by id (`ten_…`) or, failing that, by its unique name."""
+    from app.errors import NotFound
+
     try:
-        tenant, key, secret = await TenantStore(db).insert_tenant(name=name)
-    finally:
-        await db.disconnect()
-    return {"tenant_id": tenant.id, "name": tenant.name, "key_id": key.id, "api_key": secret}
+        return await store.get_tenant(tenant_id=ref)
+    except NotFound:
+        found = await store.find_tenant(name=ref)
+        if found is None:
+            raise NotFound(f"no tenant has the id or name {ref!r}: `faas tenants list` shows them") from None
+        return found
+
+
+def _valid(model: Any, **fields: Any) -> Any:
+    """`fields` as the admin API's schema `model`, or ConfigError with the first rule broken (one line)."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise ConfigError(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from None
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, default=str))
 
 
 def cmd_tenants_create(args: argparse.Namespace) -> int:
-    from app.errors import ServiceError
+    from app.admin import TenantCreate, TenantCreated, tenant_public
 
-    settings = Settings.from_env()
-    url = database_url(settings, migrate=not settings.database_url)
-    behind = asyncio.run(_pending(url))
-    if behind:
-        return _fail("the database schema is behind: run `faas migrate` first")
-    try:
-        created = asyncio.run(_create_tenant(url, args.name))
-    except ServiceError as exc:
-        return _fail(exc.detail, 1)
+    body = _valid(TenantCreate, name=args.name)
+    url = _admin_database()
+
+    async def create(store: TenantStore) -> TenantCreated:
+        tenant, key, secret = await store.insert_tenant(name=body.name)
+        return TenantCreated(**tenant_public(tenant).model_dump(), api_key=secret, key_id=key.id)
+
+    created = _with_store(url, create)
     if args.json:
-        print(json.dumps(created))
+        _print_json(created.model_dump(mode="json"))
     else:
-        print(f"tenant {created['tenant_id']} ({created['name']}) created")
-        print(f"api key (shown once, store it now): {created['api_key']}")
+        print(f"tenant {created.tenant_id} ({created.name}) created")
+        print(f"api key (shown once, store it now): {created.api_key}")
+    return 0
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    from app.admin import TenantPublic, tenant_public
+
+    url = _admin_database()
+
+    async def every(store: TenantStore) -> list[TenantPublic]:
+        out: list[TenantPublic] = []
+        cursor: str | None = None
+        while True:  # a page at a time, so no one query holds every tenant
+            page = await store.list_tenants(limit=100, cursor=cursor)
+            out += [tenant_public(t) for t in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    tenants = _with_store(url, every)
+    if args.json:
+        _print_json([t.model_dump(mode="json") for t in tenants])
+        return 0
+    rows = [(t.tenant_id, t.name, t.created_at.isoformat(timespec="seconds")) for t in tenants]
+    _print_table(("TENANT", "NAME", "CREATED"), rows)
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from app.admin import KeyCreate, KeyCreated, key_public
+
+    body = _valid(KeyCreate, name=args.name)
+    url = _admin_database()
+
+    async def create(store: TenantStore) -> KeyCreated:
+        tenant = await _resolve_tenant(store, args.tenant)
+        key, secret = await store.insert_key(tenant_id=tenant.id, name=body.name)
+        return KeyCreated(**key_public(key).model_dump(), api_key=secret)
+
+    created = _with_store(url, create)
+    if args.json:
+        _print_json(created.model_dump(mode="json"))
+    else:
+        print(f"key {created.key_id} ({created.name or 'unnamed'}) created for tenant {created.tenant_id}")
+        print(f"api key (shown once, store it now): {created.api_key}")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from app.admin import KeyPublic, key_public
+
+    url = _admin_database()
+
+    async def every(store: TenantStore) -> list[KeyPublic]:
+        tenant = await _resolve_tenant(store, args.tenant)
+        return [key_public(k) for k in await store.list_keys(tenant_id=tenant.id)]
+
+    keys = _with_store(url, every)
+    if args.json:
+        _print_json([k.model_dump(mode="json") for k in keys])
+        return 0
+    rows = [
+        (
+            k.key_id,
+            k.name,
+            k.prefix + "…",
+            k.created_at.isoformat(timespec="seconds"),
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-",
+        )
+        for k in keys
+    ]
+    _print_table(("KEY", "NAME", "PREFIX", "CREATED", "REVOKED"), rows)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from app.admin import KeyPublic, key_public
+
+    url = _admin_database()
+
+    async def revoke(store: TenantStore) -> KeyPublic:
+        tenant = await _resolve_tenant(store, args.tenant)
+        return key_public(await store.revoke_key(tenant_id=tenant.id, key_id=args.key_id))
+
+    key = _with_store(url, revoke)
+    if args.json:
+        _print_json(key.model_dump(mode="json"))
+    else:
+        # A replica may answer from its key cache for FAAS_AUTH_CACHE_SECONDS (2 by default) after this.
+        print(f"key {key.key_id} of tenant {key.tenant_id} revoked: requests with it answer 403")
     return 0
 
 
@@ -214,27 +354,83 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; descriptions keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is argparse.SUPPRESS or isinstance(action.default, bool):
+            return text  # a flag is off unless given; an unset option has nothing to show
+        if not action.option_strings:
+            return text
+        return f"{text} (default: {'none' if action.default == '' else '%(default)s'})"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("motadata-faas")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="faas", description="Motadata FaaS: seven AI services in one program")
-    sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve HTTP (embedded PostgreSQL when DATABASE_URL is unset)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    p = argparse.ArgumentParser(
+        prog="faas",
+        description="Motadata FaaS: seven AI services in one program. Settings come from the environment "
+        "(`faas config` lists them); without DATABASE_URL every command uses the embedded PostgreSQL under "
+        "FAAS_DATA_DIR.",
+        formatter_class=_Help,
+    )
+    p.add_argument("--version", action="version", version=f"faas {_version()}")
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`faas COMMAND --help` for its options"
+    )
+
+    def command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = parent.add_parser(name, help=text, description=text, formatter_class=_Help)
+        return made
+
+    serve = command(sub, "serve", "serve HTTP (embedded PostgreSQL when DATABASE_URL is unset)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port and the database")
     serve.set_defaults(func=cmd_serve)
-    worker = sub.add_parser("worker", help="run a job worker only (no HTTP), until SIGTERM or SIGINT")
+    worker = command(sub, "worker", "run a job worker only (no HTTP), until SIGTERM or SIGINT")
     worker.set_defaults(func=cmd_worker)
-    migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    migrate = command(sub, "migrate", "apply database migrations (alembic upgrade heads)")
     migrate.set_defaults(func=cmd_migrate)
-    config = sub.add_parser("config", help="list every setting with its value in effect (and check them)")
+    config = command(sub, "config", "list every setting with its value in effect (and check them)")
     config.add_argument("--markdown", action="store_true", help="print the table the README carries")
     config.set_defaults(func=cmd_config)
-    tenants = sub.add_parser("tenants", help="tenant administration")
-    tsub = tenants.add_subparsers(dest="tenants_command", required=True)
-    create = tsub.add_parser("create", help="create a tenant and print its first API key once")
-    create.add_argument("name")
-    create.add_argument("--json", action="store_true", help='print {"tenant_id": ..., "api_key": ...}')
+
+    tenants = command(sub, "tenants", "tenant administration (what the admin API does, without the admin key)")
+    tsub = tenants.add_subparsers(dest="tenants_command", required=True, metavar="ACTION", help="create or list")
+    create = command(tsub, "create", "create a tenant and print its first API key, once")
+    create.add_argument("name", help="the tenant's unique name")
+    create.add_argument("--json", action="store_true", help="print the admin API's JSON (api_key included)")
     create.set_defaults(func=cmd_tenants_create)
+    listed = command(tsub, "list", "list every tenant: id, name, creation time")
+    listed.add_argument("--json", action="store_true", help="print a JSON array of the admin API's tenant objects")
+    listed.set_defaults(func=cmd_tenants_list)
+
+    keys = command(sub, "keys", "API-key administration of one tenant")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION", help="create, list or revoke")
+    kcreate = command(ksub, "create", "issue another API key for a tenant and print it, once")
+    kcreate.add_argument("tenant", help="the tenant's id (ten_…) or name")
+    kcreate.add_argument("--name", default="", help="a label to recognise the key by")
+    kcreate.add_argument("--json", action="store_true", help="print the admin API's JSON (api_key included)")
+    kcreate.set_defaults(func=cmd_keys_create)
+    klist = command(ksub, "list", "list a tenant's keys (prefixes only: a key is never shown again)")
+    klist.add_argument("tenant", help="the tenant's id (ten_…) or name")
+    klist.add_argument("--json", action="store_true", help="print a JSON array of the admin API's key objects")
+    klist.set_defaults(func=cmd_keys_list)
+    revoke = command(ksub, "revoke", "revoke a key: requests with it answer 403")
+    revoke.add_argument("tenant", help="the tenant's id (ten_…) or name")
+    revoke.add_argument("key_id", help="the key's id (key_…), from `faas keys list`")
+    revoke.add_argument("--json", action="store_true", help="print the admin API's key object")
+    revoke.set_defaults(func=cmd_keys_revoke)
     return p
 
 
@@ -247,6 +443,7 @@ def _database_url_given() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from app.db import DatabaseUnavailable
+    from app.errors import ServiceError
 
     args = parser().parse_args(argv)
     if getattr(args, "workers", 1) < 1:
@@ -260,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given:
             return _fail(f"cannot connect to DATABASE_URL ({exc.reason}): check the URL and that PostgreSQL runs there")
         return _fail(f"cannot connect to the embedded database under FAAS_DATA_DIR ({exc.reason})")
+    except ServiceError as exc:  # an admin command's refusal: a tenant that exists already, a key that does not
+        return _fail(exc.detail, 1)
     except KeyboardInterrupt:
         return 130
     return code

@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                         config=jobs_config,
                     )
                 )
-            log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
+            if not getattr(app.state, "preflight", False):  # `faas serve` opens everything once before serving
+                log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
             verifier: dict[str, InternalVerifier] = {}
             if settings.internal_secret:
                 # Signed calls are accepted once: remembered across replicas in Redis when there is one.

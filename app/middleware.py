@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import context
-from app.errors import PayloadTooLarge, problem_response, unexpected_problem
+from app.errors import PayloadTooLarge, unexpected_problem
 from app.metrics import Metrics
 
 access_log = logging.getLogger("faas.access")
@@ -54,18 +54,14 @@ class RequestContextMiddleware:
         except ValueError:
             length = 0
         limit = self.max_body_bytes
-        if length > limit:
-            await problem_response(
-                PayloadTooLarge(f"the request body is {length} bytes; the limit is {limit} (FAAS_MAX_BODY_BYTES)"),
-                instance=scope["path"],
-            )(scope, receive, send_with_ids)
-            self._finish(scope, status, started)
-            return
-
         seen = 0
 
         async def limited_receive() -> Message:
             nonlocal seen
+            # A declared length over the limit is refused before a byte of the body is read, by the route that
+            # reads it (so the route's own error shape applies: problem+json, or OpenAI's on /v1/).
+            if length > limit:
+                raise PayloadTooLarge(f"the request body is {length} bytes; the limit is {limit} (FAAS_MAX_BODY_BYTES)")
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))

@@ -120,6 +120,9 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
             codes |= {400, 422} if op.body is not None else {422}
         if op.body is not None:
             codes |= {413, 415}
+        # A route that answers some errors with another status (the OpenAI routes: 400 for a body that fails
+        # validation) documents the status it sends.
+        codes = {r.error_statuses.get(code, code) for code in codes}
         if op.auth == "tenant":
             codes |= {401, 403}
             operation["security"] = [{"apiKey": []}]

@@ -17,7 +17,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
@@ -74,6 +74,9 @@ class Operation:
 
 class ApiRoute(Route):
     """A Route with an `Operation` describing it (one method per route, so the description is exact)."""
+
+    # Error statuses this route answers with another status (the OpenAPI document lists the one sent).
+    error_statuses: ClassVar[Mapping[int, int]] = {}
 
     def __init__(
         self, path: str, endpoint: Endpoint, *, method: str, operation: Operation, name: str | None = None

@@ -112,6 +112,11 @@ class TenantStore:
             raise NotFound(f"tenant {tenant_id!r} does not exist")
         return _tenant(row)
 
+    async def find_tenant(self, *, name: str) -> Tenant | None:
+        """The tenant of this (unique) name, if any."""
+        row = await self.db.fetch_one("SELECT id, name, created_at FROM tenants WHERE name = :n", {"n": name})
+        return None if row is None else _tenant(row)
+
     async def list_tenants(self, *, limit: int, cursor: str | None) -> Page[Tenant]:
         after = decode_cursor(cursor)
         rows = await self.db.fetch_all(

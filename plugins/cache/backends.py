@@ -125,8 +125,8 @@ class PostgresCacheBackend:
         rows = await self.db.fetch_all(
             "DELETE FROM cache_entries WHERE ctid IN (SELECT e.ctid FROM cache_entries e "
             "LEFT JOIN cache_namespaces n ON n.tenant_id = e.tenant_id AND n.namespace = e.namespace "
-            "WHERE e.expires_at <= clock_timestamp() OR e.generation < coalesce(n.generation, 0) LIMIT :batch) "
-            "RETURNING 1",
+            "WHERE e.expires_at <= clock_timestamp() OR e.generation < coalesce(n.generation, 0) LIMIT :batch "
+            "FOR UPDATE OF e SKIP LOCKED) RETURNING 1",
             {"batch": batch},
         )
         return len(rows)

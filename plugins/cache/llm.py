@@ -1,9 +1,11 @@
 """Keys for the LLM-response cache: the canonical hash of a chat request, and what a semantic match may share.
 
 The exact key hashes everything in the request that can change the answer. Rather than list those fields
-(providers keep adding them), it drops only the few known not to (`stream`, `user`, cache options...), so an
-unknown parameter makes two requests different, never wrongly equal. Numbers are normalised (1 == 1.0) and
-null fields dropped, so equivalent JSON spellings hash the same.
+(providers keep adding them), it drops only the few known not to (`stream`, cache options...), so an
+unknown parameter makes two requests different, never wrongly equal. `user` (the end user a tenant names) is
+kept: an answer cached for one end user is served to that end user only, unless the caller removes `user`
+from the request it hands over (the gateway does for `"cache": {"per_user": false}`). Numbers are normalised
+(1 == 1.0) and null fields dropped, so equivalent JSON spellings hash the same.
 
 The semantic match key is the same hash with the user's text taken out: a semantic hit therefore shares the
 tenant (the query filters on it), the model, the system prompt, the tools and every sampling parameter with the
@@ -19,8 +21,9 @@ from typing import Any
 
 from app import codec
 
-# Fields that never change the answer: transport, attribution, and this cache's own options.
-IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "cache", "metadata", "store", "service_tier"})
+# Fields that never change the answer: transport, bookkeeping, and this cache's own options. Not `user`: it scopes
+# an answer to one end user.
+IGNORED_FIELDS = frozenset({"stream", "stream_options", "cache", "metadata", "store", "service_tier"})
 SYSTEM_ROLES = frozenset({"system", "developer"})
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +35,21 @@ from plugins.gateway.interface import GATEWAY
 log = logging.getLogger("faas.cache")
 LLM_NAMESPACE = "-llm"  # user namespaces cannot start with '-', so this one is private
 SWEEP_SECONDS = 300.0
+# The sweep deletes in statements of SWEEP_BATCH rows (each its own short transaction: row locks held for one
+# batch, and replicas sweeping together skip each other's rows), batch after batch until fewer than a batch are
+# left. A tick stops after SWEEP_MAX_BATCHES per table; a tick that stopped there runs again after
+# SWEEP_BACKLOG_SECONDS, not SWEEP_SECONDS, so the sweep keeps up with any expiry rate the database can delete at.
+SWEEP_BATCH = 5000
+SWEEP_MAX_BATCHES = 100
+SWEEP_BACKLOG_SECONDS = 1.0
 EMBEDDING_MEMO_SECONDS = 300.0
 EMBEDDING_MEMO_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Swept:
+    deleted: int
+    more: bool  # stopped at the per-tick bound with expired rows left
 
 
 class DirectCacheService:
@@ -193,8 +207,19 @@ class DirectCacheService:
     def _recall(self, tenant_id: str, exact_key: str) -> list[float] | None:
         return self._memo.pop((tenant_id, exact_key), None)
 
-    async def sweep(self) -> int:
-        return await self.backend.sweep() + await self.store.sweep_semantic()
+    async def sweep(self, *, batch: int = SWEEP_BATCH, max_batches: int = SWEEP_MAX_BATCHES) -> Swept:
+        """Delete expired (and cleared) entries and semantic rows, `batch` rows a statement, until fewer than
+        `batch` are left or `max_batches` ran for a table (then `more` is set: call again soon)."""
+        deleted, more = 0, False
+        for sweep_some in (self.backend.sweep, self.store.sweep_semantic):
+            for _ in range(max_batches):
+                n = await sweep_some(batch=batch)
+                deleted += n
+                if n < batch:
+                    break
+            else:
+                more = True
+        return Swept(deleted, more)
 
 
 def open_backend(db: Database, config: CacheConfig, redis_url: str | None) -> CacheBackend:
@@ -205,12 +230,18 @@ def open_backend(db: Database, config: CacheConfig, redis_url: str | None) -> Ca
 
 
 async def _sweep_forever(service: DirectCacheService) -> None:
+    wait = SWEEP_SECONDS
     while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+        await asyncio.sleep(wait)
+        wait = SWEEP_SECONDS
         try:
-            await service.sweep()
+            swept = await service.sweep()
         except Exception:
             log.warning("cache sweep failed; retrying later", exc_info=True)
+            continue
+        if swept.more:
+            log.info("cache sweep has a backlog; continuing shortly", extra={"deleted": swept.deleted})
+            wait = SWEEP_BACKLOG_SECONDS
 
 
 @asynccontextmanager

@@ -117,7 +117,7 @@ class CacheStore:
     async def sweep_semantic(self, *, batch: int = 5000) -> int:
         rows = await self.db.fetch_all(
             "DELETE FROM cache_semantic WHERE ctid IN (SELECT ctid FROM cache_semantic "
-            "WHERE expires_at <= clock_timestamp() LIMIT :batch) RETURNING 1",
+            "WHERE expires_at <= clock_timestamp() LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING 1",
             {"batch": batch},
         )
         return len(rows)

@@ -21,6 +21,7 @@ from plugins.gateway.schemas import (
     GenerateIn,
     GenerateOut,
     PolicyIn,
+    PolicyPatch,
     PolicyPublic,
     TenantPath,
     UsageList,
@@ -59,10 +60,18 @@ async def get_policy(request: Request) -> Response:
 
 
 async def update_policy(request: Request) -> Response:
-    """Set a tenant's allowed models, RPM, TPM and monthly budget (admin); null means unlimited."""
+    """Replace a tenant's whole policy: allowed models, RPM, TPM and monthly budget (admin); a field left out or
+    null is unlimited. PATCH changes some fields and keeps the others."""
     p = read_path(request, TenantPath)
     body = await read_body(request, PolicyIn)
     return json_response(await _service(request).update_policy(tenant_id=p.tenant_id, policy=body))
+
+
+async def patch_policy(request: Request) -> Response:
+    """Change only the policy fields the body names (admin); null means unlimited, a field left out is kept."""
+    p = read_path(request, TenantPath)
+    body = await read_body(request, PolicyPatch)
+    return json_response(await _service(request).patch_policy(tenant_id=p.tenant_id, changes=body))
 
 
 def routes() -> list[BaseRoute]:
@@ -105,9 +114,21 @@ def routes() -> list[BaseRoute]:
             "PUT",
             "/tenants/{tenant_id}/policy",
             update_policy,
-            "Set a tenant's gateway policy",
+            "Replace a tenant's gateway policy (fields left out become unlimited)",
             path=TenantPath,
             body=PolicyIn,
+            response=PolicyPublic,
+            auth="admin",
+            tags=tags,
+            errors=(404,),
+        ),
+        api_route(
+            "PATCH",
+            "/tenants/{tenant_id}/policy",
+            patch_policy,
+            "Change some fields of a tenant's gateway policy (the others are kept)",
+            path=TenantPath,
+            body=PolicyPatch,
             response=PolicyPublic,
             auth="admin",
             tags=tags,

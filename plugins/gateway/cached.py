@@ -15,6 +15,13 @@ from plugins.cache.interface import CACHE
 log = logging.getLogger("faas.gateway.cache")
 
 
+def _keyed(body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The request as the cache keys it: with `user` (one end user's answers) unless `per_user` is false."""
+    if options.get("per_user", True) or "user" not in body:
+        return body
+    return {k: v for k, v in body.items() if k != "user"}
+
+
 async def lookup(
     services: Services, *, tenant_id: str, body: dict[str, Any], options: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -24,7 +31,7 @@ async def lookup(
     try:
         hit = await cache.lookup_response(
             tenant_id=tenant_id,
-            request=body,
+            request=_keyed(body, options),
             semantic=options.get("mode") == "semantic",
             threshold=options.get("threshold"),
         )
@@ -51,7 +58,7 @@ async def store(
         # another cache replica.
         await cache.store_response(
             tenant_id=tenant_id,
-            request=body,
+            request=_keyed(body, options),
             response=response,
             ttl_seconds=int(options.get("ttl_seconds") or 3600),
             semantic=options.get("mode") == "semantic",

@@ -3,8 +3,10 @@
 The map comes from `FAAS_GATEWAY_CONFIG` (YAML or JSON) when set; otherwise from the environment: with
 `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL`) every model the upstream lists is served under its own
 name, likewise `ANTHROPIC_API_KEY`; those lists are fetched lazily and kept for a short TTL. The local
-embedding model is always there, and the `mock` chat model is there when no provider is configured, so a fresh
-install works offline. A bad file stops start-up with one line naming the file, the field and the fix.
+embedding model is always there, and so is the `mock` chat model unless `FAAS_GATEWAY_MOCK_MODEL=off` (one rule
+whatever providers are configured, so an example written against a fresh install keeps working once a provider is
+added; a model map may still give the name its own deployments). A bad file stops start-up with one line naming
+the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -247,11 +249,12 @@ class Catalog:
         return [merged[k] for k in sorted(merged)]
 
 
-def build_catalog(config: Path | None, environ: Mapping[str, str], lister: Lister, *, ttl: float = 300.0) -> Catalog:
+def build_catalog(
+    config: Path | None, environ: Mapping[str, str], lister: Lister, *, ttl: float = 300.0, mock: bool = True
+) -> Catalog:
     if config is not None:
         static = load_file(config, environ)
-        for name, entry in builtin_entries(with_mock=False).items():
+        for name, entry in builtin_entries(with_mock=mock).items():
             static.setdefault(name, entry)
         return Catalog(static, [], lister)
-    sources = env_sources(environ)
-    return Catalog(builtin_entries(with_mock=not sources), sources, lister, ttl=ttl)
+    return Catalog(builtin_entries(with_mock=mock), env_sources(environ), lister, ttl=ttl)

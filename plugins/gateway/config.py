@@ -21,6 +21,11 @@ class GatewayConfig(SettingsGroup):
         description="Model map (YAML or JSON): public model names to provider deployments. Unset: built from "
         "OPENAI_API_KEY / OPENAI_BASE_URL / ANTHROPIC_API_KEY",
     )
+    mock_model: bool = Field(
+        default=True,
+        description="Serve the offline chat model `mock-1` (it echoes; it costs nothing) beside any configured "
+        "provider; `off` removes it",
+    )
     default_max_tokens: int = Field(
         default=1024, ge=1, description="Completion tokens reserved (and sent) when a request names no limit"
     )

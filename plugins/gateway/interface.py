@@ -20,6 +20,7 @@ from plugins.gateway.schemas import (
     GenerateOut,
     ModelList,
     PolicyIn,
+    PolicyPatch,
     PolicyPublic,
     UsageList,
     UsageQuery,
@@ -36,6 +37,7 @@ __all__ = [
     "GenerateOut",
     "ModelList",
     "PolicyIn",
+    "PolicyPatch",
     "PolicyPublic",
     "UsageList",
     "UsageQuery",
@@ -85,7 +87,13 @@ class GatewayService(PluginService, Protocol):
         ...
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
-        """Replace the tenant's policy; null fields mean unlimited. An admin operation, as `get_policy`."""
+        """Replace the tenant's whole policy: a field left out or null is unlimited. An admin operation, as
+        `get_policy`."""
+        ...
+
+    async def patch_policy(self, *, tenant_id: str, changes: PolicyPatch) -> PolicyPublic:
+        """Change only the fields `changes` sets (`changes.model_fields_set`); the others keep their values. An admin
+        operation, as `get_policy`."""
         ...
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, request_response
+from starlette.types import Receive, Scope, Send
 
 from app.auth import tenant_id
 from app.codec import dumps
-from app.errors import PROBLEM_MEDIA_TYPE, ServiceError
+from app.errors import PROBLEM_MEDIA_TYPE, MethodNotAllowed, ServiceError
 from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
 from plugins.gateway.interface import GATEWAY, GatewayService
@@ -38,20 +40,36 @@ _TYPES = {
 _CODES = {401: "invalid_api_key", 403: "permission_denied", 404: "not_found"}
 
 
+def _param(loc: list[str]) -> str:
+    """A field path as OpenAI writes it (`messages[0].content`), without the names pydantic gives the members of a
+    union (`input.list[constrained-str]` is `input`)."""
+    out = ""
+    for part in loc:
+        if part.isdigit():
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+    return out
+
+
+# OpenAI answers 400 for a body that fails validation, where the platform routes answer 422.
+STATUSES = {422: 400}
+
+
 def openai_error(exc: ServiceError) -> Response:
-    status = 400 if exc.status == 422 else exc.status  # OpenAI answers 400 for a body that fails validation
+    status = STATUSES.get(exc.status, exc.status)
     message = exc.detail
     param: str | None = exc.extra.get("param")
     errors = exc.extra.get("errors")
     if errors:
         # A location is [body|query|path, field, ...]; OpenAI's `param` names the field alone.
-        first = errors[0]
-        param = ".".join(first["loc"][1:]) or None
-        details = "; ".join(".".join(e["loc"][1:]) + ": " + e["msg"] for e in errors[:5])
+        param = _param(errors[0]["loc"][1:]) or None
+        details = "; ".join(f"{_param(e['loc'][1:])}: {e['msg']}" for e in errors[:5])
         message = f"{exc.detail}: {details}"
     # The OpenAI `error` object beside the RFC 9457 members (hence the problem media type): the SDKs read the
     # former whatever the content type, and a remote gateway client rebuilds the same ServiceError from the latter.
     body = exc.to_problem()
+    body["status"] = status  # RFC 9457: the member repeats the status line; the `type` still says which error
     body["error"] = {
         "message": message,
         "type": _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
@@ -76,11 +94,22 @@ def _openai_errors(endpoint: Endpoint) -> Endpoint:
 class OpenAIRoute(ApiRoute):
     """An ApiRoute whose errors, authentication included, are OpenAI-shaped rather than problem+json."""
 
+    error_statuses = STATUSES
+
     def __init__(
         self, path: str, endpoint: Endpoint, *, method: str, operation: Operation, name: str | None = None
     ) -> None:
         super().__init__(path, endpoint, method=method, operation=operation, name=name)
         self.app = request_response(_openai_errors(self.endpoint))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        except HTTPException as exc:  # a method this path does not serve: raised before the endpoint runs
+            if exc.status_code != 405:
+                raise
+            error = MethodNotAllowed(exc.detail, headers=dict(exc.headers or {}))
+            await openai_error(error)(scope, receive, send)
 
 
 def _service(request: Request) -> GatewayService:

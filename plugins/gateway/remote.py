@@ -28,6 +28,7 @@ from plugins.gateway.schemas import (
     GenerateOut,
     ModelList,
     PolicyIn,
+    PolicyPatch,
     PolicyPublic,
     UsageList,
     UsageQuery,
@@ -107,6 +108,12 @@ class RemoteGatewayService(RemoteService):
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
         return await self._client.call(
             "PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, body=policy, headers=self._admin()
+        )
+
+    async def patch_policy(self, *, tenant_id: str, changes: PolicyPatch) -> PolicyPublic:
+        body = changes.model_dump(mode="json", exclude_unset=True)  # what is left out must stay left out
+        return await self._client.call(
+            "PATCH", f"/tenants/{tenant_id}/policy", PolicyPublic, body=body, headers=self._admin()
         )
 
 

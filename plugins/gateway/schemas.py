@@ -80,6 +80,12 @@ class CacheOptions(Numbers, Schema):
     mode: Literal["exact", "semantic"] = "exact"
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
     threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="semantic similarity needed")
+    per_user: bool = Field(
+        default=True,
+        strict=True,
+        description="With the request's `user` set, serve a cached answer only to the same `user`; false shares "
+        "answers among all of this tenant's end users (a request without `user` is shared either way)",
+    )
 
 
 class OpenAIBody(BaseModel):
@@ -261,7 +267,8 @@ class GenerateOut(Schema):
 
 
 class PolicyIn(Numbers, Schema):
-    """A tenant's gateway policy; null means unlimited (or: every model)."""
+    """A tenant's whole gateway policy (`PUT` replaces it: a field left out is null); null means unlimited (or:
+    every model)."""
 
     allowed_models: list[ModelName] | None = Field(
         default=None, max_length=MAX_ALLOWED_MODELS, description="public model names; null = all"
@@ -269,6 +276,11 @@ class PolicyIn(Numbers, Schema):
     rpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="requests per minute")
     tpm: int | None = Field(default=None, ge=1, le=MAX_INT32, description="tokens per minute (reserved, then settled)")
     monthly_budget_usd: float | None = Field(default=None, ge=0.0, description="spending cap per calendar month")
+
+
+class PolicyPatch(PolicyIn):
+    """Changes to a tenant's gateway policy (`PATCH`): a field left out keeps its value, null makes it unlimited
+    (or: every model), as in a JSON merge patch."""
 
 
 class PolicyPublic(PolicyIn):

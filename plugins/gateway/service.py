@@ -47,6 +47,7 @@ from plugins.gateway.schemas import (
     ModelCard,
     ModelList,
     PolicyIn,
+    PolicyPatch,
     PolicyPublic,
     Usage,
     UsageList,
@@ -283,6 +284,13 @@ class DirectGatewayService:
         self._policies.forget(tenant_id)
         return policy_public(tenant_id, updated)
 
+    async def patch_policy(self, *, tenant_id: str, changes: PolicyPatch) -> PolicyPublic:
+        await self.store.require_tenant(tenant_id=tenant_id)
+        fields = {name: getattr(changes, name) for name in changes.model_fields_set}
+        updated = await self.store.patch_policy(tenant_id=tenant_id, fields=fields)
+        self._policies.forget(tenant_id)  # as in update_policy
+        return policy_public(tenant_id, updated)
+
 
 async def _retain(store: GatewayStore, days: int, *, every: float = 300.0, batch: int = 10_000) -> None:
     """Drop ledger rows older than `days`, now and every `every` seconds, a batch at a time until none is left:
@@ -321,7 +329,7 @@ async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectGatewayService]
             provider = openai if template.provider == "openai" else anthropic
             return await provider.list_models(template)
 
-        catalog = build_catalog(config.config, s.environ, lister, ttl=config.models_ttl_seconds)
+        catalog = build_catalog(config.config, s.environ, lister, ttl=config.models_ttl_seconds, mock=config.mock_model)
         router = Router(
             chat={"openai": openai, "anthropic": anthropic, "mock": MockProvider()},
             embeddings={"openai": openai, "local": LocalEmbeddingProvider()},

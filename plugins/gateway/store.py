@@ -7,7 +7,7 @@ slot. Minute windows and months come from the database clock, the same for every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +20,8 @@ from plugins.gateway.schemas import PolicyIn
 
 # Every replica LISTENs here; a policy write notifies it with the tenant id in the same transaction (see limits).
 POLICY_CHANNEL = "faas_gateway_policy"
+# Policy fields, which are also their columns' names: the only names a PATCH writes into SQL.
+_POLICY_COLUMNS = tuple(PolicyIn.model_fields)
 
 # The counters are a limit, not a record (the ledger is the record): this statement's own transaction commits
 # without waiting for the WAL flush (`set_config(..., true)` is SET LOCAL). Atomicity and the row lock are as
@@ -217,29 +219,30 @@ class GatewayStore:
         return dict(row._mapping)
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> dict[str, Any]:
-        # A tenant that counted nothing was admitted without touching its counters, so its month's spending is
-        # taken from the ledger whenever the row's month is not the current one (or the row is new).
-        await self.db.execute(
-            "WITH month AS (SELECT CAST(date_trunc('month', now()) AS date) AS p), changed AS ("
-            "INSERT INTO gateway_tenant_limits AS g (tenant_id, allowed_models, rpm, tpm, monthly_budget_usd, "
-            "budget_period, period_spent_usd) "
-            "SELECT :t, :models, :rpm, :tpm, :budget, month.p, (SELECT COALESCE(sum(u.cost_usd), 0) FROM "
-            "gateway_usage u WHERE u.tenant_id = :t AND u.created_at >= month.p) FROM month "
-            "ON CONFLICT (tenant_id) DO UPDATE SET "
-            "allowed_models = EXCLUDED.allowed_models, rpm = EXCLUDED.rpm, tpm = EXCLUDED.tpm, "
-            "monthly_budget_usd = EXCLUDED.monthly_budget_usd, "
-            "period_spent_usd = CASE WHEN g.budget_period = EXCLUDED.budget_period THEN g.period_spent_usd "
-            "ELSE EXCLUDED.period_spent_usd END, budget_period = EXCLUDED.budget_period "
-            "RETURNING g.tenant_id) "
-            f"SELECT pg_notify('{POLICY_CHANNEL}', tenant_id) FROM changed",
-            {
-                "t": tenant_id,
-                "models": policy.allowed_models,
-                "rpm": policy.rpm,
-                "tpm": policy.tpm,
-                "budget": policy.monthly_budget_usd,
-            },
-        )
+        """Replace the whole policy (every field, null = unlimited)."""
+        return await self.patch_policy(tenant_id=tenant_id, fields=policy.model_dump())
+
+    async def patch_policy(self, *, tenant_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Set only `fields` (policy field name -> value) in one statement; a tenant without a policy row gets one,
+        its other fields null (unlimited). Every replica hears of the change (NOTIFY, delivered at commit).
+
+        A tenant that counted nothing was admitted without touching its counters, so its month's spending is taken
+        from the ledger whenever the row's month is not the current one (or the row is new)."""
+        columns = [c for c in _POLICY_COLUMNS if c in fields]
+        if columns:
+            await self.db.execute(
+                "WITH month AS (SELECT CAST(date_trunc('month', now()) AS date) AS p), changed AS ("
+                f"INSERT INTO gateway_tenant_limits AS g (tenant_id, budget_period, period_spent_usd, "
+                f"{', '.join(columns)}) "
+                "SELECT :t, month.p, (SELECT COALESCE(sum(u.cost_usd), 0) FROM gateway_usage u "
+                f"WHERE u.tenant_id = :t AND u.created_at >= month.p), {', '.join(':' + c for c in columns)} "
+                "FROM month ON CONFLICT (tenant_id) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+                + ", period_spent_usd = CASE WHEN g.budget_period = EXCLUDED.budget_period "
+                "THEN g.period_spent_usd ELSE EXCLUDED.period_spent_usd END, budget_period = EXCLUDED.budget_period "
+                f"RETURNING g.tenant_id) SELECT pg_notify('{POLICY_CHANNEL}', tenant_id) FROM changed",
+                {"t": tenant_id, **{c: fields[c] for c in columns}},
+            )
         return await self.get_limits(tenant_id=tenant_id)
 
     async def settle(self, items: Sequence[Settlement]) -> None:

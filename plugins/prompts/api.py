@@ -25,6 +25,7 @@ from plugins.prompts.schemas import (
     RenderIn,
     RenderOut,
     VersionCreate,
+    VersionPageQuery,
     VersionPublic,
 )
 
@@ -47,7 +48,9 @@ async def list_prompts(request: Request) -> Response:
 
 async def get_prompt(request: Request) -> Response:
     p = read_path(request, NamePath)
-    return json_response(await _service(request).get_prompt(tenant_id=tenant_id(request), name=p.name))
+    q = read_query(request, VersionPageQuery)
+    prompts, tenant = _service(request), tenant_id(request)
+    return json_response(await prompts.get_prompt(tenant_id=tenant, name=p.name, limit=q.limit, cursor=q.cursor))
 
 
 async def create_version(request: Request) -> Response:
@@ -108,8 +111,9 @@ def routes() -> list[BaseRoute]:
             "GET",
             "/{name}",
             get_prompt,
-            "Get a prompt with its labels and versions",
+            "Get a prompt with its labels and a page of its versions, newest first",
             path=NamePath,
+            query=VersionPageQuery,
             response=PromptPublic,
             errors=(404, 422),
             **tags,

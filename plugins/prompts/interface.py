@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from app.plugin_kit import PluginService
 from app.plugins import ServiceKey
 from plugins.prompts.schemas import (
+    VERSIONS_PAGE,
     LabelPublic,
     PromptCreate,
     PromptList,
@@ -46,8 +47,12 @@ class PromptsService(PluginService, Protocol):
         """Prompts by name, a page at a time."""
         ...
 
-    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
-        """The prompt with its labels and every version, newest first."""
+    async def get_prompt(
+        self, *, tenant_id: str, name: str, limit: int = VERSIONS_PAGE, cursor: str | None = None
+    ) -> PromptPublic:
+        """The prompt with its labels and a page of `limit` versions, newest first; `cursor` (the previous page's
+        `versions_next_cursor`) continues with older ones. InvalidInput (422) for a cursor or limit the
+        `VersionPageQuery` schema refuses."""
         ...
 
     async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:

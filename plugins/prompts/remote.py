@@ -6,6 +6,7 @@ from typing import Any
 
 from app.remote import RemoteService, remote_factory
 from plugins.prompts.schemas import (
+    VERSIONS_PAGE,
     LabelMove,
     LabelPublic,
     PromptCreate,
@@ -28,8 +29,11 @@ class RemotePromptsService(RemoteService):
         params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
         return await self._client.call("GET", "", PromptList, tenant_id=tenant_id, params=params)
 
-    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
-        return await self._client.call("GET", f"/{name}", PromptPublic, tenant_id=tenant_id)
+    async def get_prompt(
+        self, *, tenant_id: str, name: str, limit: int = VERSIONS_PAGE, cursor: str | None = None
+    ) -> PromptPublic:
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        return await self._client.call("GET", f"/{name}", PromptPublic, tenant_id=tenant_id, params=params)
 
     async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
         return await self._client.call("POST", f"/{name}/versions", VersionPublic, tenant_id=tenant_id, body=version)

@@ -5,7 +5,9 @@ Layers, each of which alone refuses the known escapes (`''.__class__.__mro__`, `
 - at save time the template's tokens and syntax tree are checked: at most MAX_TEMPLATE_TOKENS tokens and
   MAX_NESTING nested brackets, no attribute, item or name starting with `_`, no `self`, no macros, call blocks,
   imports, includes or extends, and only filters from an allow-list;
-- the environment has no globals (no `range`, `cycler`, `joiner`, `namespace`, `lipsum`, `dict`), strict
+- the environment's only globals are `range` (Jinja2's bounded one: at most 100,000 items) and `dict`; the names
+  of Jinja2's other globals (`cycler`, `joiner`, `namespace`, `lipsum`) are refused at save time, so no template is
+  saved that could never render, and no global is ever listed among a template's variables; strict
   undefined variables, no loader, no constant folding (nothing runs at compile time), and the sandbox's own
   attribute checks;
 - at run time only a few plain methods of strings, dicts and the loop may be called (no `format`), and `%` on
@@ -38,7 +40,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.filters import FILTERS, do_batch, do_round, do_tojson, sync_do_slice, sync_do_sum
 from jinja2.nodes import EvalContext
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import _PassArg, pass_environment, pass_eval_context
 
 from plugins.prompts import budget
@@ -77,6 +79,11 @@ _CALLABLE_METHODS: dict[type, frozenset[str]] = {
     list: frozenset({"count", "index"}),
     LoopContext: frozenset({"cycle", "changed"}),
 }
+# Plain functions over the template's own values: `range` is Jinja2's sandboxed one (OverflowError past
+# jinja2.sandbox.MAX_RANGE items), so neither can build a value larger than what the budget checks already bound.
+GLOBALS: dict[str, Any] = {"range": safe_range, "dict": dict}
+# Jinja2's other default globals: objects with state, or text generators, that this sandbox does not offer.
+_REFUSED_GLOBALS = frozenset({"cycler", "joiner", "namespace", "lipsum"})
 _OPEN_BRACKETS = frozenset("([{")
 _CLOSE_BRACKETS = frozenset(")]}")
 
@@ -134,6 +141,7 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         )
         self.max_output_chars = max_output_chars
         self.globals.clear()
+        self.globals.update(GLOBALS)
         self.filters = {name: FILTERS[name] for name in _ALLOWED_FILTERS}
         for name in _TEXT_FILTERS:
             self.filters[name] = self._weighing(name, self.filters[name])
@@ -250,7 +258,7 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         allowed = next((names for kind, names in _CALLABLE_METHODS.items() if isinstance(owner, kind)), frozenset())
-        if name not in allowed:
+        if name not in allowed and not any(__obj is g for g in GLOBALS.values()):
             raise SecurityError(f"calling {name or type(__obj).__name__!r} is not allowed in a prompt template")
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -341,6 +349,11 @@ def _vet_tree(env: PromptSandbox, tree: nodes.Template) -> None:
             raise _refuse(f"{where}: attribute {node.attr!r} is private")
         if isinstance(node, nodes.Name) and (node.name.startswith("_") or node.name == "self"):
             raise _refuse(f"{where}: the name {node.name!r} is not available")
+        if isinstance(node, nodes.Name) and node.name in _REFUSED_GLOBALS:
+            raise _refuse(
+                f"{where}: Jinja2's {node.name!r} is not available in this sandbox (its globals are "
+                f"{', '.join(sorted(GLOBALS))}); name variables otherwise"
+            )
         if isinstance(node, nodes.Getitem | nodes.Filter | nodes.Test):
             for const in node.find_all(nodes.Const):
                 if isinstance(const.value, str) and const.value.startswith("_") and _names_attribute(node, const):

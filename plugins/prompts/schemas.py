@@ -35,9 +35,9 @@ class Message(Schema):
     content: str = Field(max_length=MAX_TEMPLATE_CHARS)
 
 
-Template = (
-    Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)] | Annotated[list[Message], Field(min_length=1, max_length=100)]
-)
+# A text template is never empty: a prompt that renders to nothing is a mistake, refused when it is saved.
+TextTemplate = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
+Template = TextTemplate | Annotated[list[Message], Field(min_length=1, max_length=100)]
 
 
 class ModelConfig(Schema):
@@ -69,7 +69,7 @@ class _NewPrompt(Schema):
 
 class TextPromptCreate(_NewPrompt):
     type: Literal["text"] = "text"
-    template: Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]
+    template: TextTemplate
 
 
 class ChatPromptCreate(_NewPrompt):
@@ -113,8 +113,29 @@ class PromptSummary(Schema):
     updated_at: datetime
 
 
+# Versions a prompt answer carries when the request names no `limit`; a version holds up to 100,000 characters.
+VERSIONS_PAGE = 20
+VERSIONS_MAX_PAGE = 100
+# A version number as a cursor: below 10**9, so it always fits the integer column it is compared with.
+VERSION_CURSOR_PATTERN = r"^[1-9][0-9]{0,8}$"
+
+
+class VersionPageQuery(Schema):
+    """`?limit=&cursor=` of `GET /{name}`: which page of its versions, newest first."""
+
+    limit: int = Field(default=VERSIONS_PAGE, ge=1, le=VERSIONS_MAX_PAGE, description="Versions per page")
+    cursor: str | None = Field(
+        default=None, pattern=VERSION_CURSOR_PATTERN, description="`versions_next_cursor` of the previous page"
+    )
+
+
 class PromptPublic(PromptSummary):
-    versions: list[VersionPublic] = Field(description="Every version, newest first")
+    versions: list[VersionPublic] = Field(
+        description=f"A page of versions, newest first ({VERSIONS_PAGE} unless `limit` says otherwise)"
+    )
+    versions_next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next (older) page; null on the last page"
+    )
 
 
 class PromptList(Schema):

@@ -8,6 +8,7 @@ rendering happen in `PromptRenderer`: on the event loop only when provably cheap
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +21,9 @@ from plugins.prompts.config import PromptsConfig
 from plugins.prompts.renderer import PromptRenderer
 from plugins.prompts.schemas import (
     LATEST,
+    VERSION_CURSOR_PATTERN,
+    VERSIONS_MAX_PAGE,
+    VERSIONS_PAGE,
     ChatPromptCreate,
     LabelPublic,
     ModelConfig,
@@ -58,6 +62,17 @@ def _summary(row: PromptRow) -> PromptSummary:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _version_cursor(limit: int, cursor: str | None) -> int | None:
+    """The version a page starts below, checked as the route's query schema would (for callers in-process)."""
+    if not 1 <= limit <= VERSIONS_MAX_PAGE:
+        raise InvalidInput(f"limit must be 1 to {VERSIONS_MAX_PAGE} versions per page")
+    if cursor is None:
+        return None
+    if not re.fullmatch(VERSION_CURSOR_PATTERN, cursor):
+        raise InvalidInput("cursor is not one this API issued: pass back versions_next_cursor unchanged")
+    return int(cursor)
 
 
 class DirectPromptsService:
@@ -119,10 +134,17 @@ class DirectPromptsService:
         page = await self.store.list_prompts(tenant_id=tenant_id, limit=limit, cursor=cursor)
         return PromptList(data=[_summary(r) for r in page.items], next_cursor=page.next_cursor)
 
-    async def get_prompt(self, *, tenant_id: str, name: str) -> PromptPublic:
+    async def get_prompt(
+        self, *, tenant_id: str, name: str, limit: int = VERSIONS_PAGE, cursor: str | None = None
+    ) -> PromptPublic:
         row = await self.store.get_prompt(tenant_id=tenant_id, name=name)
-        versions = await self.store.list_versions(tenant_id=tenant_id, prompt_id=row.id)
-        return PromptPublic(**_summary(row).model_dump(), versions=[_version(v) for v in versions])
+        before = _version_cursor(limit, cursor)
+        page = await self.store.list_versions(tenant_id=tenant_id, prompt_id=row.id, limit=limit, before=before)
+        return PromptPublic(
+            **_summary(row).model_dump(),
+            versions=[_version(v) for v in page.items],
+            versions_next_cursor=page.next_cursor,
+        )
 
     async def create_version(self, *, tenant_id: str, name: str, version: VersionCreate) -> VersionPublic:
         row = await self.store.get_prompt(tenant_id=tenant_id, name=name)

@@ -148,12 +148,18 @@ class PromptsStore:
         items = [_prompt(r) for r in rows[:limit]]
         return Page(items, encode_cursor(items[-1].name) if len(rows) > limit else None)
 
-    async def list_versions(self, *, tenant_id: str, prompt_id: str) -> list[VersionRow]:
+    async def list_versions(
+        self, *, tenant_id: str, prompt_id: str, limit: int, before: int | None = None
+    ) -> Page[VersionRow]:
+        """Versions newest first, `limit` at a time, older than `before` when given; the cursor is the last one's
+        number."""
         rows = await self.db.fetch_all(
-            f"{_VERSION} WHERE tenant_id = :t AND prompt_id = :p ORDER BY version DESC",
-            {"t": tenant_id, "p": prompt_id},
+            f"{_VERSION} WHERE tenant_id = :t AND prompt_id = :p AND (CAST(:before AS integer) IS NULL "
+            "OR version < :before) ORDER BY version DESC LIMIT :limit",
+            {"t": tenant_id, "p": prompt_id, "before": before, "limit": limit + 1},
         )
-        return [_version(r) for r in rows]
+        items = [_version(r) for r in rows[:limit]]
+        return Page(items, str(items[-1].version) if len(rows) > limit else None)
 
     async def get_version(self, *, tenant_id: str, prompt_id: str, version: int) -> VersionRow | None:
         row = await self.db.fetch_one(

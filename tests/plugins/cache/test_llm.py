@@ -8,10 +8,16 @@ BASE = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_key_ignores_transport_fields_and_number_spelling() -> None:
-    assert request_key(BASE) == request_key({**BASE, "stream": True, "user": "x", "temperature": None})
+    assert request_key(BASE) == request_key({**BASE, "stream": True, "metadata": {"a": 1}, "temperature": None})
     assert request_key({**BASE, "temperature": 1}) == request_key({**BASE, "temperature": 1.0})
     assert request_key({**BASE, "temperature": 1}) != request_key({**BASE, "temperature": 1.5})
     assert request_key({**BASE, "unknown_param": 1}) != request_key(BASE)
+
+
+def test_the_end_user_is_part_of_the_key() -> None:
+    assert request_key({**BASE, "user": "ada"}) != request_key({**BASE, "user": "bob"}) != request_key(BASE)
+    ada, bob = single_turn({**BASE, "user": "ada"}), single_turn({**BASE, "user": "bob"})
+    assert ada is not None and bob is not None and ada.match_key != bob.match_key  # semantic hits too
 
 
 def test_single_turn_takes_one_user_message_after_at_most_one_system_message() -> None:

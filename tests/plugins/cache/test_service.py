@@ -29,7 +29,7 @@ async def test_exact_lookup_misses_then_hits_after_store(cache: Any, tenants: li
 async def test_fields_that_do_not_change_the_answer_share_the_entry(cache: Any, tenants: list[dict[str, str]]) -> None:
     t = tenants[0]["tenant_id"]
     await cache.store_response(tenant_id=t, request=REQUEST, response=RESPONSE, ttl_seconds=60)
-    same = {**REQUEST, "stream": True, "user": "u-42", "cache": {"ttl": 5}, "temperature": 0, "top_p": None}
+    same = {**REQUEST, "stream": True, "metadata": {"k": "v"}, "cache": {"ttl": 5}, "temperature": 0, "top_p": None}
     reordered = dict(reversed(list(same.items())))
     for request in (same, reordered):
         assert await cache.lookup_response(tenant_id=t, request=request) is not None
@@ -44,6 +44,7 @@ async def test_fields_that_do_not_change_the_answer_share_the_entry(cache: Any, 
         {"seed": 1},
         {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
         {"response_format": {"type": "json_object"}},
+        {"user": "u-42"},  # one end user's answer is not another's (the gateway drops `user` for per_user false)
         {"messages": [{"role": "user", "content": "What is 2+2?"}]},
         {"messages": [{"role": "system", "content": "Be verbose."}, {"role": "user", "content": "What is 2+2?"}]},
     ],

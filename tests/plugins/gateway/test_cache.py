@@ -83,3 +83,32 @@ async def test_the_request_cache_mode_decides_the_semantic_index(
     finally:
         await conn.close()
     assert [r["prompt"] for r in prompts] == ["switch on the light"]
+
+
+async def test_a_cached_answer_is_per_end_user_unless_shared(deploy_app: Deployer, tmp_path: Path) -> None:
+    with fake_upstream("oa") as (oa, url):
+        config = write_config(
+            tmp_path, {"gpt": {"deployments": [{"provider": "openai", "model": "g", "base_url": f"{url}/v1"}]}}
+        )
+        async with deploy_app(plugins=("gateway", "cache"), env={"FAAS_GATEWAY_CONFIG": config}) as app:
+            _, c = await _tenant(app)
+            msgs = [{"role": "user", "content": "what is on my calendar?"}]
+
+            async def ask(user: str | None, **cache: object) -> bool:
+                body = {"model": "gpt", "messages": msgs, "cache": {"mode": "exact", **cache}}
+                r = await c.post("/v1/chat/completions", json=body | ({"user": user} if user else {}))
+                assert r.status_code == 200, r.text
+                return bool(r.json().get("cached"))
+
+            # By default `user` scopes the answer: Ada's is never Bob's.
+            assert [await ask("ada"), await ask("ada"), await ask("bob"), await ask(None)] == [
+                False,
+                True,
+                False,
+                False,
+            ]
+            assert len(oa.received) == 3
+            # per_user false: one answer for every end user of the tenant (and for requests without `user`).
+            shared = [await ask("ada", per_user=False), await ask("bob", per_user=False), await ask(None)]
+            assert shared == [True, True, True] and len(oa.received) == 3
+            await c.aclose()

@@ -130,8 +130,8 @@ async def test_env_only_providers_serve_every_listed_model(deploy_app: Deployer)
         async with served_gateway(deploy_app, **env) as g:
             sdk = g.sdk
             names = {m.id async for m in sdk.models.list()}
-            # No mock model once a real provider is configured; the local embedding model stays.
-            assert names == {"gpt-a", "gpt-b", "claude-a", "all-MiniLM-L6-v2"}
+            # The local embedding model and the mock chat model stay beside the providers' own.
+            assert names == {"gpt-a", "gpt-b", "claude-a", "mock-1", "all-MiniLM-L6-v2"}
             r = await sdk.chat.completions.create(model="gpt-b", messages=[{"role": "user", "content": "x"}])
             assert content(r) == "oa says: x" and oa.received[-1]["model"] == "gpt-b"
             assert oa.headers[-1]["authorization"] == "Bearer sk-env"

@@ -8,6 +8,11 @@ import asyncpg
 import httpx
 import pytest
 
+from app.errors import InvalidInput
+from plugins.prompts.interface import PROMPTS
+from plugins.prompts.schemas import PromptCreate
+from tests.harness import Deployment, Tenant
+
 URL = "/api/v1/prompts"
 
 
@@ -131,3 +136,50 @@ async def test_bad_input_names_the_field(api: httpx.AsyncClient) -> None:
     mismatch = await api.post(URL, json={"name": "ok", "template": [{"role": "user", "content": "x"}]})
     assert mismatch.status_code == 422 and mismatch.json()["errors"][0]["loc"] == ["body", "text", "template"]
     assert (await api.get(f"{URL}/ok")).status_code == 404  # nothing half-created
+
+
+async def test_an_empty_template_is_refused(api: httpx.AsyncClient) -> None:
+    r = await api.post(URL, json={"name": "blank", "template": ""})
+    assert r.status_code == 422 and r.json()["errors"][0]["type"] == "string_too_short", r.text
+    assert (await api.get(f"{URL}/blank")).status_code == 404
+    assert (await api.post(URL, json={"name": "blank", "template": "x"})).status_code == 201
+    r = await api.post(f"{URL}/blank/versions", json={"template": ""})
+    assert r.status_code == 422, r.text
+    assert (await api.get(f"{URL}/blank")).json()["latest_version"] == 1
+
+
+async def test_versions_come_a_page_at_a_time(api: httpx.AsyncClient) -> None:
+    assert (await api.post(URL, json={"name": "many", "template": "v1"})).status_code == 201
+    for n in range(2, 26):
+        r = await api.post(f"{URL}/many/versions", json={"template": f"v{n}"})
+        assert r.status_code == 201, r.text
+    first = (await api.get(f"{URL}/many")).json()
+    assert [v["version"] for v in first["versions"]] == list(range(25, 5, -1))  # 20 by default, newest first
+    assert first["latest_version"] == 25 and first["versions_next_cursor"] == "6"
+    rest = (await api.get(f"{URL}/many", params={"cursor": first["versions_next_cursor"]})).json()
+    assert [v["version"] for v in rest["versions"]] == [5, 4, 3, 2, 1] and rest["versions_next_cursor"] is None
+    seen, cursor = [], None
+    while True:
+        page = (await api.get(f"{URL}/many", params={"limit": 7, **({"cursor": cursor} if cursor else {})})).json()
+        seen += [v["template"] for v in page["versions"]]
+        cursor = page["versions_next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"v{n}" for n in range(25, 0, -1)]
+    for bad in ({"cursor": "abc"}, {"cursor": "0"}, {"cursor": "9" * 10}, {"limit": 0}, {"limit": 101}):
+        r = await api.get(f"{URL}/many", params=bad)
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"][0] == "query", (bad, r.text)
+    past = (await api.get(f"{URL}/many", params={"cursor": "1"})).json()
+    assert past["versions"] == [] and past["versions_next_cursor"] is None
+
+
+async def test_a_caller_in_process_gets_the_same_paging_rules(deployment: Deployment, tenant: Tenant) -> None:
+    prompts = deployment.service(PROMPTS)
+    await prompts.create_prompt(
+        tenant_id=tenant.tenant_id, prompt=PromptCreate.model_validate({"name": "p", "template": "a"})
+    )
+    one = await prompts.get_prompt(tenant_id=tenant.tenant_id, name="p", limit=1)
+    assert [v.version for v in one.versions] == [1] and one.versions_next_cursor is None
+    for limit, cursor in ((0, None), (101, None), (20, "abc"), (20, "0")):
+        with pytest.raises(InvalidInput):
+            await prompts.get_prompt(tenant_id=tenant.tenant_id, name="p", limit=limit, cursor=cursor)

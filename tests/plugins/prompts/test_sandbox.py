@@ -82,14 +82,30 @@ async def test_escape_through_values_is_refused_when_rendered(
     assert "<class" not in r.text  # nothing of Python's object model leaks into the answer
 
 
-async def test_globals_are_gone(api: httpx.AsyncClient) -> None:
-    for name in ("range", "cycler", "joiner", "namespace", "lipsum", "dict"):
-        r = await api.post(URL, json={"name": name, "template": f"{{{{ {name} }}}}", "syntax": "jinja2"})
-        assert r.status_code == 201
-        # The name is just an ordinary (missing) variable: nothing from Python is behind it.
-        assert (await api.get(f"{URL}/{name}")).json()["versions"][0]["variables"] == [name]
+async def test_only_bounded_globals_exist_and_none_is_a_variable(api: httpx.AsyncClient) -> None:
+    template = "{% for i in range(n) %}{{ i }}{% endfor %} {{ dict(a=1)|tojson }} {{ range(3)|list|sum }}"
+    r = await api.post(URL, json={"name": "globals", "template": template, "syntax": "jinja2"})
+    assert r.status_code == 201, r.text
+    assert (await api.get(f"{URL}/globals")).json()["versions"][0]["variables"] == ["n"]
+    r = await api.post(f"{URL}/globals/render", json={"variables": {"n": 4}})
+    assert r.status_code == 200 and r.json()["text"] == '0123 {"a": 1} 3', r.text
+    # Jinja2's own bound: a range past 100,000 items is refused, not built.
+    r = await api.post(f"{URL}/globals/render", json={"variables": {"n": 10**12}})
+    assert r.status_code == 422 and r.json()["type"] == REFUSED and "100000" in r.json()["detail"], r.text
+    # What range makes cheap to write stays bounded: a huge repetition before it is built, a long loop by the
+    # render worker's time limit.
+    for name, template in (
+        ("rep", "{{ (range(100000)|list) * 100000 }}"),
+        ("loops", "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x"),
+    ):
+        assert (await api.post(URL, json={"name": name, "template": template, "syntax": "jinja2"})).status_code == 201
         r = await api.post(f"{URL}/{name}/render", json={"variables": {}})
-        assert r.status_code == 400 and r.json()["missing"] == [name]
+        assert r.status_code == 422 and r.json()["type"] == LIMIT, r.text
+    for name in ("cycler", "joiner", "namespace", "lipsum"):
+        r = await api.post(URL, json={"name": name, "template": f"{{{{ {name}() }}}}", "syntax": "jinja2"})
+        assert r.status_code == 422 and r.json()["type"] == REFUSED, r.text
+        assert name in r.json()["detail"] and "range" in r.json()["detail"]
+        assert (await api.get(f"{URL}/{name}")).status_code == 404  # nothing was saved
 
 
 # A value that holds itself 8**7 times over: a few hundred bytes of template, ~75 MB of text once stringified.
