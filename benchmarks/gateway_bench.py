@@ -187,23 +187,44 @@ async def profile(py_spy: str, url: str, headers: dict[str, str], pid: int, work
     await asyncio.wait_for(spy.wait(), 60)
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    files: Counter[str] = Counter()
     samples = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] for f in stack.split(";")
-        ]
+        # "function (path/file.py:line)" frames after the process and thread frames py-spy puts first.
+        frames = [f for f in stack.split(";") if f.endswith(")") and ".py:" in f]
+        if not frames:
+            continue
         n = int(count)
         samples += n
-        own[frames[-1]] += n
-        for frame in set(frames):
-            total[frame] += n
-    print(f"\nprofile of the gateway under load ({samples} samples), self time:")
-    for frame, n in own.most_common(15):
-        print(f"  {100 * n / samples:5.1f}%  {frame})")
-    print("total time (the function or what it calls):")
-    for frame, n in total.most_common(40)[:25]:
-        print(f"  {100 * n / samples:5.1f}%  {frame})")
+        names = [f"{f.split(' (')[0]} ({f.rsplit('/', 1)[-1].split(':')[0]})" for f in frames]
+        where = [_area(f.split(" (")[-1]) for f in frames]
+        own[names[-1]] += n
+        for name in set(names):
+            total[name] += n
+        for area in set(where):
+            files[area] += n
+    print(f"\nprofile of the gateway under load ({samples} samples while busy), self time:")
+    for name, n in own.most_common(20):
+        print(f"  {100 * n / samples:5.1f}%  {name}")
+    print("total time by package (the package's code or what it calls):")
+    for area, n in files.most_common(16):
+        print(f"  {100 * n / samples:5.1f}%  {area}")
+    print("total time by function (below the server's own frames):")
+    for name, n in [item for item in total.most_common(80) if item[1] < 0.45 * samples][:25]:
+        print(f"  {100 * n / samples:5.1f}%  {name}")
+
+
+def _area(path: str) -> str:
+    """The package a frame's file belongs to: `asyncpg`, `starlette`, `plugins/gateway`..."""
+    parts = path.split(":")[0].split("/")
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1]
+    for root in ("plugins", "app"):
+        if root in parts:
+            i = parts.index(root)
+            return "/".join(parts[i : i + (2 if root == "plugins" else 1)])
+    return parts[-2] if len(parts) > 1 else path
 
 
 async def main() -> None:
