@@ -30,7 +30,7 @@ from tests.conftest import (
     remote_env,
     serve_app,
 )
-from tests.harness import Mode, Served, deploy
+from tests.harness import Deployment, Mode, Served, deploy
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -67,12 +67,17 @@ def tenant_client(entry: Any, tenant: dict[str, str]) -> httpx.AsyncClient:
 # --- parity: the same bodies, direct and remote -----------------------------------------------------------
 
 
-async def test_builtin_plugins_describe_the_same_in_both_modes(api: httpx.AsyncClient, mode: str) -> None:
+async def test_builtin_plugins_describe_the_same_in_both_modes(
+    api: httpx.AsyncClient, mode: str, deployment: Deployment
+) -> None:
+    # The serving deployment runs the plugin direct; a front adds how it reaches it (URL, breaker) in `via`.
+    via = [] if mode == "direct" else [{"mode": "remote", "url": deployment.serving_url, "breaker": "closed"}]
     for name in BUILTIN_PLUGINS:
         r = await api.get(f"/api/v1/{name}/-/info")
         assert r.status_code == 200, (name, r.text)
         info = r.json()
         assert info["plugin"] == name and info["mode"] == "direct"
+        assert info["via"] == via, (name, info)
 
 
 async def test_builtin_plugins_refuse_a_missing_key_the_same(client: httpx.AsyncClient) -> None:
