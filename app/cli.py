@@ -78,6 +78,27 @@ async def _preflight(app: Starlette) -> None:
         pass
 
 
+def _metrics_across_workers() -> None:
+    """Before the workers start: an empty directory for prometheus_client's multiprocess mode, so that a scrape on
+    any worker sums them all (app.metrics). PROMETHEUS_MULTIPROC_DIR when set (emptied of a previous run's
+    files), else a temporary directory removed when `faas serve` exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from app.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):
+            old.unlink()
+        return
+    path = tempfile.mkdtemp(prefix="faas-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[MULTIPROC_ENV] = path  # the workers read it as they import prometheus_client
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -94,6 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # unreachable database ends here with one line instead of a traceback in every worker.
     asyncio.run(_preflight(create_app(Settings.from_env())))
     logging.getLogger("faas.cli").info("data: %s", _where(settings), extra={"database": _where(settings)})
+    if args.workers > 1:
+        _metrics_across_workers()
     # uvicorn re-raises the SIGTERM it shut down on, with the default action: the process would die there and then,
     # skipping the exit hook that stops the embedded PostgreSQL. Turn it into an ordinary exit instead.
     signal.signal(signal.SIGTERM, _exit_quietly)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from tests.conftest import ADMIN_KEY
@@ -124,3 +125,46 @@ def test_a_restart_after_everything_died_starts_a_server_even_if_its_old_pid_is_
         other.wait()
     assert other.returncode == -signal.SIGKILL, "the other process was left alone"
     assert gone(pg), err
+
+
+def _served_count(url: str) -> float:
+    """faas_http_requests_total for GET /health/live, as one scrape of /metrics reports it."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("faas_http_requests_total{") and 'route="/health/live"' in line and 'method="GET"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_with_two_workers_count_every_worker_s_requests(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(DATABASE_URL=database_url, FAAS_ADMIN_KEY=ADMIN_KEY, FAAS_ACCESS_LOG="on")
+    proc = subprocess.Popen(
+        [*FAAS, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        took = wait_ready(url, proc)
+        seen: list[float] = []
+        sent = 0
+        for _ in range(6):
+            for _ in range(15):  # a new connection each: the kernel hands them to either worker
+                assert httpx.get(f"{url}/health/live", timeout=10).status_code == 200
+                sent += 1
+            seen += [_served_count(url) for _ in range(3)]  # scrapes land on either worker too
+    finally:
+        err = stop(proc)
+    assert seen == sorted(seen), f"a counter went backwards between scrapes: {seen}"
+    assert seen[-1] == sent, f"the last scrape counted {seen[-1]} of {sent} requests"
+    logged = [json.loads(line) for line in err.splitlines()]
+    served_by = {line["pid"] for line in logged if line.get("path") == "/health/live"}
+    assert len(served_by) == 2, "both workers served (else this test proves nothing)"
+    scraped_by = {line["pid"] for line in logged if line.get("path") == "/metrics"}
+    assert len(scraped_by) == 2, "both workers answered scrapes"
+    print(f"two-worker start to ready: {took:.2f} s")
