@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Open and close everything once before uvicorn starts, so that a plugin's bad setting, a schema behind or an
     # unreachable database ends here with one line instead of a traceback in every worker.
     asyncio.run(_preflight(create_app(Settings.from_env())))
-    logging.getLogger("faas.cli").info("data: %s", _where(settings), extra={"database": _where(settings)})
+    logging.getLogger("faas.cli").info("database: %s", _where(settings), extra={"database": _where(settings)})
     if args.workers > 1:
         _metrics_across_workers()
     # uvicorn re-raises the SIGTERM it shut down on, with the default action: the process would die there and then,
@@ -164,7 +164,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "no plugin in FAAS_PLUGINS that runs direct here declares job kinds: there is nothing for a worker to run"
         )
     os.environ["DATABASE_URL"] = database_url(settings, migrate=True)
-    logging.getLogger("faas.cli").info("data: %s", _where(settings), extra={"database": _where(settings)})
+    logging.getLogger("faas.cli").info("database: %s", _where(settings), extra={"database": _where(settings)})
     os.environ["FAAS_JOBS_WORKER"] = "on"  # the point of this command, whatever the serving replicas are told
     # SIGTERM must end the process through the exit hooks (they stop an embedded PostgreSQL): _work handles it
     # inside the event loop; this covers the moments before and after.
@@ -259,7 +259,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for var, value, _, meaning in rows:
         print(f"{var:<{width}}  {value or '(unset)'}\n{'':<{width}}  {meaning}")
-    print(f"faas: data: {_where(Settings.from_env())}", file=sys.stderr)
+    print(f"faas: database: {_where(Settings.from_env())}", file=sys.stderr)
     return 0
 
 

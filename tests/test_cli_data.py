@@ -36,7 +36,7 @@ def test_migrate_create_makes_the_database_and_every_command_says_where_it_is(tm
         assert json.loads(r.stdout)["name"] == "acme"
         assert f"faas: database: {where}" in r.stderr.splitlines()
         r = run(["config"], env, cwd=tmp_path)
-        assert r.returncode == 0 and f"faas: data: {where}" in r.stderr.splitlines(), r.stderr
+        assert r.returncode == 0 and f"faas: database: {where}" in r.stderr.splitlines(), r.stderr
     finally:
         # Each command stopped the server it started as it left; nothing may run on.
         assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists()
