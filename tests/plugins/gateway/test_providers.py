@@ -180,3 +180,21 @@ async def test_a_provider_down_at_the_first_listing_is_listed_again_soon(deploy_
             # Listed now: a name the provider does not list is a plain 404.
             missing = await g.http.post("/v1/chat/completions", json={**body, "model": "gpt-nope"})
             assert missing.status_code == 404, missing.text
+
+
+async def test_a_failing_listing_is_retried_with_backoff_not_by_every_request(deploy_app: Deployer) -> None:
+    with fake_upstream("oa", models=["gpt-a"], list_fail_status=500) as (oa, oa_url):
+        env = {"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": f"{oa_url}/v1"}
+        async with served_gateway(deploy_app, **env) as g:
+            body = {"model": "gpt-a", "messages": [{"role": "user", "content": "x"}]}
+            answers = await asyncio.gather(*(g.http.post("/v1/chat/completions", json=body) for _ in range(20)))
+            assert {r.status_code for r in answers} == {503}
+            assert all(r.headers.get("retry-after") for r in answers)
+            assert 1 <= oa.listings <= 2, f"{oa.listings} listings for 20 requests: no backoff"
+            oa.list_fail_status = None
+
+            async def served() -> None:
+                r = await g.http.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+
+            await eventually(served, within=20.0, interval=0.2)
