@@ -18,6 +18,7 @@ from starlette.requests import Request
 from app import context
 from app.errors import Forbidden, Unauthenticated
 from app.settings import Settings
+from app.signing import TENANT_HEADER
 from app.tenancy import TenantStore
 
 # Who may call a route: a tenant key, the admin key, or anyone. Declared per route (app.routing.Operation).
@@ -48,16 +49,22 @@ async def authenticate(request: Request, level: Auth) -> Principal | None:
     if level == "none":
         return None
     settings: Settings = request.state.settings
-    if level == "admin":
-        return _admin(request, settings)
     verifier = getattr(request.state, "internal_verifier", None)
+    store: TenantStore = request.state.tenants
+    if level == "admin":
+        principal = _admin(request, settings)
+        if verifier is not None and verifier.is_signed(request) and request.headers.get(TENANT_HEADER):
+            # A front relaying the operator's call about one tenant (its policy): learn the tenant it vouches for.
+            await store.learn_tenant((await verifier.verify(request)).tenant_id)
+        return principal
     if verifier is not None and verifier.is_signed(request):
         verified = await verifier.verify(request)
+        # This deployment may keep its own database (a split layout): the tenant comes from the signed call.
+        await store.learn_tenant(verified.tenant_id)
         return _bind(request, Principal(tenant_id=verified.tenant_id, internal=True, deadline=verified.deadline))
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("an API key is required: send `Authorization: Bearer <api key>`")
-    store: TenantStore = request.state.tenants
     found = await store.lookup_key(token)
     if found is None:
         raise Unauthenticated("the API key is not valid")

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.plugins import StartupError
@@ -30,13 +31,30 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def database_url(settings: Settings, *, migrate: bool) -> str:
-    """The URL to use: DATABASE_URL, or the embedded server (started here, migrated when `migrate`)."""
+def _where(settings: Settings) -> str:
+    """Where the data is (absolute directory, or server without credentials): every command says it."""
+    from app.db import location
+
+    return location(settings.database_url, settings.data_dir)
+
+
+def database_url(settings: Settings, *, migrate: bool, create: bool = False) -> str:
+    """The URL to use: DATABASE_URL, or the embedded server (started here, migrated when `migrate`).
+
+    Without DATABASE_URL, only `create` makes a new embedded database: FAAS_DATA_DIR is relative to the working
+    directory by default, and a command run from another folder must not quietly start an empty second database
+    (and, say, print a key the running server does not know)."""
     from app import migrations
-    from app.db import start_embedded
+    from app.db import embedded_dir, embedded_exists, start_embedded
 
     if settings.database_url:
         return settings.database_url
+    if not (create or embedded_exists(settings.data_dir)):
+        raise ConfigError(
+            f"no embedded database at {embedded_dir(settings.data_dir)} (FAAS_DATA_DIR={settings.data_dir}, "
+            f"working directory {Path.cwd()}): run this where `faas serve` keeps its data, set FAAS_DATA_DIR or "
+            "DATABASE_URL to the server's, or create one here with `faas migrate --create`"
+        )
     url = start_embedded(settings.data_dir)
     if migrate:
         migrations.upgrade(url)
@@ -65,7 +83,30 @@ async def _preflight(app: Starlette) -> None:
         pass
 
 
+def _metrics_across_workers() -> None:
+    """Before the workers start: an empty directory for prometheus_client's multiprocess mode, so that a scrape on
+    any worker sums them all (app.metrics). PROMETHEUS_MULTIPROC_DIR when set (emptied of a previous run's
+    files), else a temporary directory removed when `faas serve` exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from app.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):
+            old.unlink()
+        return
+    path = tempfile.mkdtemp(prefix="faas-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[MULTIPROC_ENV] = path  # the workers read it as they import prometheus_client
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from app import logs
@@ -73,11 +114,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    url = database_url(settings, migrate=True)
+    url = database_url(settings, migrate=True, create=True)  # a first start creates the embedded database
     os.environ["DATABASE_URL"] = url  # workers read settings from the environment
     # Open and close everything once before uvicorn starts, so that a plugin's bad setting, a schema behind or an
     # unreachable database ends here with one line instead of a traceback in every worker.
     asyncio.run(_preflight(create_app(Settings.from_env())))
+    logging.getLogger("faas.cli").info("database: %s", _where(settings), extra={"database": _where(settings)})
+    if args.workers > 1:
+        _metrics_across_workers()
     # uvicorn re-raises the SIGTERM it shut down on, with the default action: the process would die there and then,
     # skipping the exit hook that stops the embedded PostgreSQL. Turn it into an ordinary exit instead.
     signal.signal(signal.SIGTERM, _exit_quietly)
@@ -111,6 +155,8 @@ async def _work(app: Starlette) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
     from app import logs
     from app.jobs.registry import job_kinds
     from app.main import create_app
@@ -123,6 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "no plugin in FAAS_PLUGINS that runs direct here declares job kinds: there is nothing for a worker to run"
         )
     os.environ["DATABASE_URL"] = database_url(settings, migrate=True)
+    logging.getLogger("faas.cli").info("database: %s", _where(settings), extra={"database": _where(settings)})
     os.environ["FAAS_JOBS_WORKER"] = "on"  # the point of this command, whatever the serving replicas are told
     # SIGTERM must end the process through the exit hooks (they stop an embedded PostgreSQL): _work handles it
     # inside the event loop; this covers the moments before and after.
@@ -141,12 +188,12 @@ async def _reachable(url: str) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    url = database_url(settings, migrate=False)
+    url = database_url(settings, migrate=False, create=args.create)
     from app import migrations
 
     asyncio.run(_reachable(url))  # alembic's own connection would fail with a traceback
     migrations.upgrade(url)
-    print("faas: database schema is at head", file=sys.stderr)
+    print(f"faas: database schema is at head ({_where(settings)})", file=sys.stderr)
     return 0
 
 
@@ -155,6 +202,7 @@ def _admin_database() -> str:
     FAAS_DATA_DIR (migrated, as `faas serve` would); a schema behind ends the command with one line."""
     settings = Settings.from_env()
     url = database_url(settings, migrate=not settings.database_url)
+    print(f"faas: database: {_where(settings)}", file=sys.stderr)
     if asyncio.run(_pending(url)):
         raise ConfigError("the database schema is behind: run `faas migrate` first")
     return url
@@ -351,6 +399,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for var, value, _, meaning in rows:
         print(f"{var:<{width}}  {value or '(unset)'}\n{'':<{width}}  {meaning}")
+    print(f"faas: database: {_where(Settings.from_env())}", file=sys.stderr)
     return 0
 
 
@@ -400,6 +449,11 @@ def parser() -> argparse.ArgumentParser:
     worker = command(sub, "worker", "run a job worker only (no HTTP), until SIGTERM or SIGINT")
     worker.set_defaults(func=cmd_worker)
     migrate = command(sub, "migrate", "apply database migrations (alembic upgrade heads)")
+    migrate.add_argument(
+        "--create",
+        action="store_true",
+        help="without DATABASE_URL, create the embedded database under FAAS_DATA_DIR when there is none",
+    )
     migrate.set_defaults(func=cmd_migrate)
     config = command(sub, "config", "list every setting with its value in effect (and check them)")
     config.add_argument("--markdown", action="store_true", help="print the table the README carries")
@@ -456,7 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         if given:
             return _fail(f"cannot connect to DATABASE_URL ({exc.reason}): check the URL and that PostgreSQL runs there")
-        return _fail(f"cannot connect to the embedded database under FAAS_DATA_DIR ({exc.reason})")
+        from app.db import embedded_dir
+
+        where = embedded_dir(Settings.from_env().data_dir)
+        return _fail(f"cannot connect to the embedded database in {where} ({exc.reason})")
     except ServiceError as exc:  # an admin command's refusal: a tenant that exists already, a key that does not
         return _fail(exc.detail, 1)
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ class ClientMetrics:
             "Breaker state per upstream: 0 closed, 1 half-open, 2 open",
             ["upstream"],
             registry=registry,
+            multiprocess_mode="livemax",  # across workers: the worst state any live worker's breaker is in
         )
         self.breaker_transitions = Counter(
             "faas_client_breaker_transitions", "Breaker transitions", ["upstream", "to"], registry=registry

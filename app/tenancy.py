@@ -20,6 +20,8 @@ from app.errors import Conflict, NotFound
 from app.pagination import Page, decode_cursor, encode_cursor
 
 KEY_PREFIX = "faas_"
+KNOWN_TENANTS_SIZE = 100_000
+KNOWN_TENANTS_SECONDS = 600.0
 
 
 def new_id(kind: str) -> str:
@@ -91,6 +93,24 @@ class TenantStore:
         self._keys: TTLCache[bytes, KeyLookup] | None = (
             TTLCache(maxsize=key_cache_size, ttl=key_cache_seconds) if key_cache_seconds > 0 else None
         )
+        # Tenants known to have their row here: a row is never deleted, so this only saves a round trip.
+        self._known: TTLCache[str, bool] = TTLCache(KNOWN_TENANTS_SIZE, KNOWN_TENANTS_SECONDS)
+
+    async def learn_tenant(self, tenant_id: str) -> None:
+        """Make sure the tenant a verified signed call vouches for has its row in this database.
+
+        A deployment that serves plugins for a front on another database never saw the tenant created (that
+        happened on the front, with its key); its own tables still reference `tenants`. The row it adds is named
+        after the id and marked as learned, and has no keys: only signed calls act for it here.
+        """
+        if tenant_id in self._known or not 0 < len(tenant_id) <= 200:
+            return
+        await self.db.execute(
+            "INSERT INTO tenants (id, name, settings) VALUES (:id, :id, CAST(:settings AS jsonb)) "
+            "ON CONFLICT DO NOTHING",
+            {"id": tenant_id, "settings": '{"learned_from": "signed call"}'},
+        )
+        self._known[tenant_id] = True
 
     async def insert_tenant(self, *, name: str) -> tuple[Tenant, ApiKey, str]:
         """Create a tenant and its first key; returns the key in clear, the only time it exists."""

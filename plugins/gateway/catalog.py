@@ -2,7 +2,8 @@
 
 The map comes from `FAAS_GATEWAY_CONFIG` (YAML or JSON) when set; otherwise from the environment: with
 `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL`) every model the upstream lists is served under its own
-name, likewise `ANTHROPIC_API_KEY`; those lists are fetched lazily and kept for a short TTL. The local
+name, likewise `ANTHROPIC_API_KEY`; those lists are fetched lazily, kept for a short TTL
+(`FAAS_GATEWAY_MODELS_TTL_SECONDS`), and fetched again within seconds when a listing failed. The local
 embedding model is always there, and so is the `mock` chat model unless `FAAS_GATEWAY_MOCK_MODEL=off` (one rule
 whatever providers are configured, so an example written against a fresh install keeps working once a provider is
 added; a model map may still give the name its own deployments). A bad file stops start-up with one line naming
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.errors import Unavailable
 from app.settings import ConfigError, Secret
 
 log = logging.getLogger("faas.gateway.catalog")
@@ -188,15 +191,30 @@ def env_sources(environ: Mapping[str, str]) -> list[Source]:
 
 
 Lister = Callable[[Deployment], Awaitable[list[str]]]
+RETRY_FIRST = 1.0  # seconds before a failed listing is tried again; doubled after each failure
+RETRY_MAX = 30.0  # the longest wait between two attempts at a provider that keeps failing
+
+
+@dataclass
+class _Listing:
+    """What one env-configured provider listed last, and when to ask it again."""
+
+    entries: dict[str, ModelEntry] = field(default_factory=dict)
+    listed: bool = False  # a listing has succeeded at least once
+    failures: int = 0  # consecutive failed listings
+    due: float = 0.0  # monotonic time the next listing may start
+    error: str = ""  # why the last listing failed
 
 
 class Catalog:
     """Static entries plus models discovered from env-configured providers (re-listed after `ttl` seconds).
 
     The discovered lists are a per-replica cache with a short TTL, never a source of truth. One listing runs at a
-    time: until the first one has finished every caller waits for it (so a cold replica never answers 404 for a
-    model it is about to discover); after that, callers get the last list while a re-listing runs in the
-    background. A failed listing keeps the last good one.
+    time. While a provider has never been listed, callers wait for a listing of it in flight (so a cold replica
+    never answers 404 for a model it is about to discover). A failed listing keeps the last good list and is tried
+    again soon, with exponential backoff (1 s, 2 s, 4 s ... up to 30 s), not after the TTL; and while a provider has
+    never been listed, a model the catalog does not know is `Unavailable` (503 with `Retry-After` until the next
+    attempt), not a 404: it may well be that provider's.
     """
 
     def __init__(
@@ -206,46 +224,76 @@ class Catalog:
         self._sources = sources
         self._lister = lister
         self._ttl = ttl
-        self._discovered: dict[str, ModelEntry] = {}
-        self._listed_at: float | None = None  # monotonic time the last listing finished
+        self._state = [_Listing() for _ in sources]
         self._listing: asyncio.Task[None] | None = None
+        self._listing_cold = False  # the listing in flight asks a provider never listed yet
 
     async def _refresh(self) -> None:
-        if not self._sources:
-            return
-        if self._listed_at is not None and time.monotonic() - self._listed_at < self._ttl:
-            return
         if self._listing is None or self._listing.done():
-            self._listing = asyncio.create_task(self._list(), name="gateway-catalog-listing")
-        if self._listed_at is None:
+            now = time.monotonic()
+            due = [i for i, st in enumerate(self._state) if st.due <= now]
+            if not due:
+                return
+            self._listing_cold = any(not self._state[i].listed for i in due)
+            self._listing = asyncio.create_task(self._list(due), name="gateway-catalog-listing")
+        if self._listing_cold:
             # Shielded: a caller that gives up (its client left) must not cancel the listing others wait for.
             await asyncio.shield(self._listing)
 
-    async def _list(self) -> None:
-        found: dict[str, ModelEntry] = {}
-        for src in self._sources:
+    async def _list(self, due: list[int]) -> None:
+        for i in due:
+            src, st = self._sources[i], self._state[i]
             try:
                 names = await self._lister(src.template)
-            except Exception:
-                # Keep serving what was listed before; the next call after the TTL tries again.
-                log.warning("listing the models of %s failed", src.template.provider, exc_info=True)
-                found.update({k: v for k, v in self._discovered.items() if v.owned_by == src.template.provider})
+            except Exception as exc:
+                # Keep serving what was listed before, and ask again soon: the provider may be back in a moment.
+                st.failures += 1
+                wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (st.failures - 1))
+                st.due = time.monotonic() + wait
+                st.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning(
+                    "listing the models of %s failed (%d in a row), next try in %.0f s: %s",
+                    src.template.provider,
+                    st.failures,
+                    wait,
+                    st.error,
+                )
                 continue
-            for name in names:
-                found.setdefault(name, src.entry(name))
-        self._discovered = found
-        self._listed_at = time.monotonic()
+            st.entries = {name: src.entry(name) for name in names}
+            st.listed, st.failures, st.error = True, 0, ""
+            st.due = time.monotonic() + self._ttl
+
+    def _discovered(self) -> dict[str, ModelEntry]:
+        found: dict[str, ModelEntry] = {}
+        for st in self._state:
+            for name, entry in st.entries.items():
+                found.setdefault(name, entry)
+        return found
 
     async def get(self, name: str) -> ModelEntry | None:
+        """The entry named `name`, or None when no provider serves it. Raises `Unavailable` (with `Retry-After`)
+        for a name the catalog does not know while some provider has never been listed."""
         entry = self._static.get(name)
         if entry is not None:
             return entry
         await self._refresh()
-        return self._discovered.get(name)
+        entry = self._discovered().get(name)
+        if entry is None:
+            unlisted = [(src, st) for src, st in zip(self._sources, self._state, strict=True) if not st.listed]
+            if unlisted:
+                wait = max(1, math.ceil(min(st.due for _, st in unlisted) - time.monotonic()))
+                who = ", ".join(src.template.provider for src, _ in unlisted)
+                raise Unavailable(
+                    f"model {name!r} is not known yet: the model list of {who} could not be fetched "
+                    f"({unlisted[0][1].error or 'not listed yet'}); it is tried again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                    extra={"code": "model_list_unavailable", "param": "model"},
+                )
+        return entry
 
     async def all(self) -> list[ModelEntry]:
         await self._refresh()
-        merged = {**self._discovered, **self._static}
+        merged = {**self._discovered(), **self._static}
         return [merged[k] for k in sorted(merged)]
 
 

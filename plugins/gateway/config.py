@@ -36,7 +36,12 @@ class GatewayConfig(SettingsGroup):
         ge=0.01,
         description="How long an answer waits for its usage to be committed; past it the answer is withheld (503)",
     )
-    models_ttl_seconds: float = Field(default=300.0, ge=0.0, description="How long a provider's model list is kept")
+    models_ttl_seconds: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="How long a provider's model list is kept (a failed listing is tried again after 1 s, 2 s, 4 s "
+        "... up to 30 s)",
+    )
     max_connections: int = Field(default=512, ge=1, description="Connections to all providers together")
     usage_retention_days: int = Field(
         default=0,

@@ -4,7 +4,7 @@ Chat, streaming and embeddings go to that deployment's OpenAI-compatible routes 
 the problem members, so the same ServiceError comes back); chat, generate and usage to the platform routes.
 Each call names its tenant in the signed X-Tenant-ID header, so limits and the ledger apply to that tenant.
 Tenant policies go to that deployment's admin routes with this deployment's admin key (an admin endpoint is the
-only caller, and it has checked that key already).
+only caller, and it has checked that key already), for tenants of this deployment's database only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.errors import ServiceError, Unavailable
 from app.plugins import PluginContext
 from app.remote import PluginClient, RemoteService
 from app.settings import Secret
+from app.tenancy import TenantStore
 from plugins.gateway.schemas import (
     ChatCompletionIn,
     ChatIn,
@@ -40,9 +41,10 @@ CLIENT_DEFAULTS = {"timeout": 180.0, "deadline": 600.0}
 
 
 class RemoteGatewayService(RemoteService):
-    def __init__(self, client: PluginClient, *, admin_key: Secret | None) -> None:
+    def __init__(self, client: PluginClient, *, admin_key: Secret | None, tenants: TenantStore) -> None:
         super().__init__(client)
         self._admin_key = admin_key
+        self._tenants = tenants
 
     async def _openai(self, method: str, path: str, tenant_id: str, body: Any = None) -> Any:
         with _problem_only():
@@ -103,17 +105,24 @@ class RemoteGatewayService(RemoteService):
         return {"Authorization": f"Bearer {self._admin_key.get()}"}
 
     async def get_policy(self, *, tenant_id: str) -> PolicyPublic:
-        return await self._client.call("GET", f"/tenants/{tenant_id}/policy", PolicyPublic, headers=self._admin())
+        # Tenants are created here, so here is where an unknown one is a 404. The call is signed for the tenant:
+        # a gateway deployment on its own database learns the tenant from it.
+        await self._tenants.get_tenant(tenant_id=tenant_id)
+        return await self._client.call(
+            "GET", f"/tenants/{tenant_id}/policy", PolicyPublic, tenant_id=tenant_id, headers=self._admin()
+        )
 
     async def update_policy(self, *, tenant_id: str, policy: PolicyIn) -> PolicyPublic:
+        await self._tenants.get_tenant(tenant_id=tenant_id)
         return await self._client.call(
-            "PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, body=policy, headers=self._admin()
+            "PUT", f"/tenants/{tenant_id}/policy", PolicyPublic, tenant_id=tenant_id, body=policy, headers=self._admin()
         )
 
     async def patch_policy(self, *, tenant_id: str, changes: PolicyPatch) -> PolicyPublic:
+        await self._tenants.get_tenant(tenant_id=tenant_id)
         body = changes.model_dump(mode="json", exclude_unset=True)  # what is left out must stay left out
         return await self._client.call(
-            "PATCH", f"/tenants/{tenant_id}/policy", PolicyPublic, body=body, headers=self._admin()
+            "PATCH", f"/tenants/{tenant_id}/policy", PolicyPublic, tenant_id=tenant_id, body=body, headers=self._admin()
         )
 
 
@@ -143,4 +152,6 @@ async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterat
 
 @asynccontextmanager
 async def open_remote(ctx: PluginContext) -> AsyncIterator[RemoteGatewayService]:
-    yield RemoteGatewayService(PluginClient(ctx, defaults=CLIENT_DEFAULTS), admin_key=ctx.settings.admin_key)
+    yield RemoteGatewayService(
+        PluginClient(ctx, defaults=CLIENT_DEFAULTS), admin_key=ctx.settings.admin_key, tenants=TenantStore(ctx.db)
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -11,9 +13,11 @@ from asgi_lifespan import LifespanManager
 
 from app.db import plain_url
 from app.main import create_app
+from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness
+from app.plugins import Plugin, PluginContext, ServiceKey, discover
 from tests.conftest import asgi_client, make_settings
 
-PUBLIC_KEYS = {"ok", "breaker", "status", "error", "latency_ms"}
+PUBLIC_KEYS = {"ok", "mode", "breaker", "status", "error", "latency_ms"}
 
 
 async def test_ready_says_nothing_an_outsider_should_not_know(
@@ -55,3 +59,35 @@ async def test_a_burst_of_ready_calls_costs_the_database_one_check(database_url:
         reads = (await _sql(database_url, "SELECT last_value FROM reads") - before) / rows
     assert {r.status_code for r in answers} == {200}
     assert 1 <= reads <= 2, f"{reads} reads of the schema version for 200 readiness calls"
+
+
+def _unready_plugin() -> Plugin[PluginService]:
+    """A plugin that runs in-process and says it cannot serve."""
+
+    class Unready:
+        def __init__(self, about: LocalDescription) -> None:
+            self._about = about
+
+        async def describe(self) -> PluginInfo:
+            return self._about.info()
+
+        async def ready(self) -> Readiness:
+            return {"ok": False, "error": "WarmingUp"}
+
+    @asynccontextmanager
+    async def open_direct(ctx: PluginContext) -> AsyncIterator[Unready]:
+        yield Unready(LocalDescription(ctx, ()))
+
+    return Plugin(key=ServiceKey("unready"), direct=open_direct)
+
+
+async def test_an_in_process_plugin_that_is_not_ready_makes_the_process_unready(database_url: str) -> None:
+    settings = make_settings(database_url, FAAS_PLUGINS="prompts,unready")
+    async with LifespanManager(create_app(settings, plugins=[*discover(), _unready_plugin()])) as m:
+        async with asgi_client(m.app) as c:
+            r = await c.get("/health/ready")
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["plugins"]["unready"] == {"ok": False, "mode": "direct", "error": "WarmingUp"}
+    assert body["checks"]["plugins"]["prompts"]["ok"] is True

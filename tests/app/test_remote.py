@@ -30,7 +30,7 @@ from tests.conftest import (
     remote_env,
     serve_app,
 )
-from tests.harness import Mode, Served, deploy
+from tests.harness import Deployment, Mode, Served, deploy
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -67,12 +67,17 @@ def tenant_client(entry: Any, tenant: dict[str, str]) -> httpx.AsyncClient:
 # --- parity: the same bodies, direct and remote -----------------------------------------------------------
 
 
-async def test_builtin_plugins_describe_the_same_in_both_modes(api: httpx.AsyncClient, mode: str) -> None:
+async def test_builtin_plugins_describe_the_same_in_both_modes(
+    api: httpx.AsyncClient, mode: str, deployment: Deployment
+) -> None:
+    # The serving deployment runs the plugin direct; a front adds how it reaches it (URL, breaker) in `via`.
+    via = [] if mode == "direct" else [{"mode": "remote", "url": deployment.serving_url, "breaker": "closed"}]
     for name in BUILTIN_PLUGINS:
         r = await api.get(f"/api/v1/{name}/-/info")
         assert r.status_code == 200, (name, r.text)
         info = r.json()
         assert info["plugin"] == name and info["mode"] == "direct"
+        assert info["via"] == via, (name, info)
 
 
 async def test_builtin_plugins_refuse_a_missing_key_the_same(client: httpx.AsyncClient) -> None:
@@ -190,7 +195,9 @@ async def test_a_stream_that_has_started_may_outlast_the_deadline(database_url: 
     assert rest == b"data: 1\n\ndata: 2\n\n"
 
 
-async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> None:
+async def test_ready_reports_the_upstream_and_its_breaker_and_stays_200_while_it_is_down(database_url: str) -> None:
+    # A front whose remote plugin is down still serves everything else: it is degraded, not unready, so that an
+    # orchestrator neither restarts nor unroutes healthy replicas for a neighbour's outage.
     cues = Cues()
     base = {"FAAS_PLUGINS": "echo", "FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
     upstream = create_app(make_settings(database_url, **base), plugins=[*discover(), echo_plugin(cues)])
@@ -204,19 +211,22 @@ async def test_ready_reports_the_upstream_and_its_breaker(database_url: str) -> 
             r = await c.get("/health/ready")
             assert r.status_code == 200, r.text
             check = r.json()["checks"]["plugins"]["echo"]
-            assert check["ok"] is True and check["breaker"] == "closed"
+            assert check == {**check, "ok": True, "breaker": "closed", "mode": "remote"}
+            assert r.json()["status"] == "ok"
             await served.__aexit__(None, None, None)
             served = None
             with captured_logs() as lines:
 
                 async def down() -> httpx.Response:
                     r = await c.get("/health/ready")  # the report is at most a second old
-                    assert r.status_code == 503
+                    assert r.json()["status"] == "degraded", r.text
                     return r
 
                 r = await eventually(down)
+            assert r.status_code == 200
             check = r.json()["checks"]["plugins"]["echo"]
-            assert check["ok"] is False and check["error"] == "ConnectError"
+            assert check["ok"] is False and check["error"] == "ConnectError" and check["mode"] == "remote"
+            assert r.json()["checks"]["database"] == {"ok": True}
             # The report is public: the upstream's address is the operator's, in the log.
             assert url.removeprefix("http://") not in r.text
             assert any(url in line["msg"] and line["request_id"] == r.headers["x-request-id"] for line in lines)

@@ -33,9 +33,9 @@ def deploy_env() -> dict[str, str]:
 
 
 @contextmanager
-def fake_upstream(name: str = "up", **kw: Any) -> Iterator[tuple[FakeUpstream, str]]:
+def fake_upstream(name: str = "up", *, port: int = 0, **kw: Any) -> Iterator[tuple[FakeUpstream, str]]:
     fake = FakeUpstream(name=name, **kw)
-    with serve_in_thread(fake.app()) as url:
+    with serve_in_thread(fake.app(), port=port) as url:
         yield fake, url
 
 

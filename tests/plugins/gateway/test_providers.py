@@ -9,8 +9,9 @@ from typing import cast
 
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from tests.conftest import Deployer
+from tests.conftest import Deployer, eventually
 from tests.plugins.gateway.conftest import content, fake_upstream, function_call, served_gateway, write_config
+from tests.servers import unused_port
 
 TOOLS: list[ChatCompletionToolParam] = [
     {
@@ -149,3 +150,51 @@ async def test_a_burst_of_first_requests_waits_for_the_one_model_listing(deploy_
             answers = await asyncio.gather(*(g.http.post("/v1/chat/completions", json=body) for _ in range(20)))
             assert [r.status_code for r in answers] == [200] * 20, [r.text for r in answers if r.status_code != 200]
             assert oa.listings == 1
+
+
+async def test_a_provider_down_at_the_first_listing_is_listed_again_soon(deploy_app: Deployer) -> None:
+    # The provider is unreachable when the first request comes: its models cannot be known yet, so a model the
+    # catalog does not know is a 503 with Retry-After (not a 404). Once it is back, the next listing comes within
+    # seconds (backoff), not after the 300 s TTL.
+    port = unused_port()
+    env = {"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    async with served_gateway(deploy_app, **env) as g:
+        body = {"model": "gpt-late", "messages": [{"role": "user", "content": "x"}]}
+        r = await g.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 503, r.text
+        assert 1 <= int(r.headers["retry-after"]) <= 30
+        assert "gpt-late" in r.json()["error"]["message"]
+        # The local model does not depend on any listing.
+        e = await g.http.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "hi"})
+        assert e.status_code == 200, e.text
+
+        with fake_upstream("oa", models=["gpt-late"], port=port) as (oa, _):
+
+            async def served() -> None:
+                r = await g.http.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"] == "oa says: x"
+
+            await eventually(served, within=20.0, interval=0.2)
+            assert oa.listings >= 1
+            # Listed now: a name the provider does not list is a plain 404.
+            missing = await g.http.post("/v1/chat/completions", json={**body, "model": "gpt-nope"})
+            assert missing.status_code == 404, missing.text
+
+
+async def test_a_failing_listing_is_retried_with_backoff_not_by_every_request(deploy_app: Deployer) -> None:
+    with fake_upstream("oa", models=["gpt-a"], list_fail_status=500) as (oa, oa_url):
+        env = {"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": f"{oa_url}/v1"}
+        async with served_gateway(deploy_app, **env) as g:
+            body = {"model": "gpt-a", "messages": [{"role": "user", "content": "x"}]}
+            answers = await asyncio.gather(*(g.http.post("/v1/chat/completions", json=body) for _ in range(20)))
+            assert {r.status_code for r in answers} == {503}
+            assert all(r.headers.get("retry-after") for r in answers)
+            assert 1 <= oa.listings <= 2, f"{oa.listings} listings for 20 requests: no backoff"
+            oa.list_fail_status = None
+
+            async def served() -> None:
+                r = await g.http.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+
+            await eventually(served, within=20.0, interval=0.2)

@@ -29,6 +29,7 @@ class FakeUpstream:
     fail_midstream: bool = False
     delay: float = 0.0
     list_delay: float = 0.0  # seconds before a model listing answers
+    list_fail_status: int | None = None  # the model listing answers this status instead
     listings: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -142,6 +143,9 @@ class FakeUpstream:
         self.listings += 1
         if self.list_delay:
             await asyncio.sleep(self.list_delay)
+        if self.list_fail_status:
+            err = {"error": {"message": f"{self.name} cannot list", "type": "server_error"}}
+            return JSONResponse(err, status_code=self.list_fail_status)
         return JSONResponse(
             {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.name} for m in self.models]}
         )
