@@ -202,14 +202,14 @@ def _admin_database() -> str:
     FAAS_DATA_DIR (migrated, as `faas serve` would); a schema behind ends the command with one line."""
     settings = Settings.from_env()
     url = database_url(settings, migrate=not settings.database_url)
-    print(f"faas: database: {_where(settings)}", file=sys.stderr)
     if asyncio.run(_pending(url)):
         raise ConfigError("the database schema is behind: run `faas migrate` first")
     return url
 
 
 def _with_store(url: str, work: Callable[[TenantStore], Awaitable[T]]) -> T:
-    """Run `work` with a TenantStore on its own one-connection pool, closed afterwards."""
+    """Run `work` with a TenantStore on its own one-connection pool, closed afterwards; once it has succeeded, say
+    on stderr which database it acted on (a refusal stays the one line that says why)."""
     from app.db import Database
     from app.tenancy import TenantStore
 
@@ -221,7 +221,9 @@ def _with_store(url: str, work: Callable[[TenantStore], Awaitable[T]]) -> T:
         finally:
             await db.disconnect()
 
-    return asyncio.run(run())
+    result = asyncio.run(run())
+    print(f"faas: database: {_where(Settings.from_env())}", file=sys.stderr)
+    return result
 
 
 async def _resolve_tenant(store: TenantStore, ref: str) -> Tenant:
