@@ -67,7 +67,9 @@ def live(server_url: str, template_url: str) -> Iterator[dict[str, str]]:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized: the same cases every run, so the suite cannot pass or fail by luck (the CI contract run and
+# `.ci/contract.py` without a seed explore further).
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_honours_its_contract(case: schemathesis.Case[Any], live: dict[str, str]) -> None:
     security = case.operation.definition.raw.get("security") or []
     key = ADMIN_KEY if {"adminKey": []} in security else live["api_key"]
