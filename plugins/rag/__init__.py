@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.plugins import Plugin
 from plugins.rag.api import routes
+from plugins.rag.config import RagConfig
 from plugins.rag.interface import RAG, RagService
 from plugins.rag.remote import open_remote
 from plugins.rag.service import open_direct
@@ -13,6 +14,7 @@ plugin: Plugin[RagService] = Plugin(
     direct=open_direct,
     remote=open_remote,
     requires=("gateway",),
+    config=RagConfig,
     routes=routes,
     description="Collections, chunks, hybrid retrieval and grounded answers with citations",
 )
