@@ -6,6 +6,7 @@ from app.plugins import Plugin
 from plugins.rag.api import routes
 from plugins.rag.config import RagConfig
 from plugins.rag.interface import RAG, RagService
+from plugins.rag.jobs import KIND, index
 from plugins.rag.remote import open_remote
 from plugins.rag.service import open_direct
 
@@ -16,5 +17,6 @@ plugin: Plugin[RagService] = Plugin(
     requires=("gateway",),
     config=RagConfig,
     routes=routes,
+    jobs={KIND: index},
     description="Collections, chunks, hybrid retrieval and grounded answers with citations",
 )

@@ -67,7 +67,7 @@ async def add_documents(request: Request) -> Response:
     added = await _service(request).add_documents(
         tenant_id=tenant_id(request), collection_id=p.collection_id, documents=body.root
     )
-    return json_response(added, status=201)
+    return json_response(added, status=201 if added.searchable else 202)
 
 
 async def list_documents(request: Request) -> Response:
@@ -160,10 +160,11 @@ def routes() -> list[BaseRoute]:
             "POST",
             "/collections/{collection_id}/documents",
             add_documents,
-            "Add or replace up to 100 documents (chunked and embedded here)",
+            "Add or replace up to 100 documents: 201 when searchable now, 202 with the job that indexes them",
             body=DocumentsAdd,
             response=DocumentsAdded,
             status=201,
+            also=(202,),
             errors=(404, 413, 422, *_GATEWAY_ERRORS),
             **one,
         ),

@@ -19,3 +19,10 @@ class RagConfig(SettingsGroup):
     )
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000, description="HNSW candidate list size for dense search")
     embed_batch: int = Field(default=64, ge=1, le=2048, description="Chunks per embedding call to the gateway")
+    sync_max_chunks: int = Field(
+        default=128,
+        ge=0,
+        le=100_000,
+        description="A call adding more chunks than this to embed is indexed by a job on the core queue (the answer "
+        "names it); up to this many are embedded before the answer",
+    )

@@ -69,7 +69,10 @@ class RagService(PluginService, Protocol):
         ...
 
     async def add_documents(self, *, tenant_id: str, collection_id: str, documents: list[DocumentIn]) -> DocumentsAdded:
-        """Chunk, embed (through the gateway, batched) and index up to 100 documents or document parts. Items with
+        """Chunk, embed (through the gateway, batched) and index up to 100 documents or document parts: before
+        answering (`searchable`), or, past FAAS_RAG_SYNC_MAX_CHUNKS chunks to embed, in a `rag.index` job on the
+        core queue whose id the answer carries (poll /api/v1/jobs/{id}; the documents appear when it succeeds,
+        all at once). Items with
         one `id` are the parts of one document; an id the collection holds already is replaced, its old chunks
         removed and the new ones written in one transaction (a search sees the old or the new, never half).
         InvalidInput when a given embedding is of another model or dimension than the collection's."""

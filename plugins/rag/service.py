@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app.errors import InvalidInput, UpstreamFailed
+from app.jobs import JobContext
 from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext, Services
 from app.tenancy import new_id
 from plugins.gateway.interface import GATEWAY, ChatCompletionIn, GenerateIn
-from plugins.rag import grounding
+from plugins.rag import grounding, jobs
 from plugins.rag.chunking import chunk_text
 from plugins.rag.config import RagConfig
 from plugins.rag.schemas import (
@@ -132,6 +133,7 @@ class DirectRagService:
         self.store = RagStore(ctx.db)
         self.config = config
         self._services: Services = ctx.services
+        self._jobs = ctx.jobs
         self._about = about
 
     async def describe(self) -> PluginInfo:
@@ -140,11 +142,16 @@ class DirectRagService:
     async def ready(self) -> Readiness:
         return {"ok": True}
 
-    async def _embed(self, tenant_id: str, model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+    async def _embed(
+        self, tenant_id: str, model: str, texts: list[str], dims: int | None, job: JobContext | None = None
+    ) -> list[list[float]]:
         gateway = self._services.get(GATEWAY)
         vectors: list[list[float]] = []
         batch = self.config.embed_batch
         for i in range(0, len(texts), batch):
+            if job is not None:
+                job.raise_if_cancelled()
+                await job.progress("embedding", 95 * i / len(texts))
             vectors += await gateway.embed_texts(tenant_id=tenant_id, texts=texts[i : i + batch], model=model)
         if dims is not None and any(len(v) != dims for v in vectors):
             raise UpstreamFailed(
@@ -188,12 +195,34 @@ class DirectRagService:
             built = await asyncio.to_thread(_build, *args)
         else:
             built = _build(*args)
-        missing = [c for d in built for c in d.chunks if not c.embedding]
-        vectors = await self._embed(tenant_id, coll.embedding_model, [c.text for c in missing], coll.dims)
+        ids = [d.id for d in built]
+        chunks = sum(len(d.chunks) for d in built)
+        if sum(1 for d in built for c in d.chunks if not c.embedding) > self.config.sync_max_chunks:
+            job = await self._jobs.enqueue(
+                tenant_id=tenant_id, kind=jobs.KIND, payload=jobs.to_payload(collection_id, built)
+            )
+            return DocumentsAdded(document_ids=ids, chunk_count=chunks, searchable=False, job_id=job.id)
+        written = await self.index_documents(tenant_id=tenant_id, collection_id=collection_id, documents=built)
+        return DocumentsAdded(document_ids=ids, chunk_count=written["chunk_count"], searchable=True)
+
+    async def index_documents(
+        self, *, tenant_id: str, collection_id: str, documents: list[NewDocument], job: JobContext | None = None
+    ) -> dict[str, Any]:
+        """Embed the chunks that have no vector yet, then write the documents (replacing any with their ids) in
+        one transaction: before answering (small batches) or in the `rag.index` job (large ones)."""
+        coll = await self.store.get_collection(tenant_id=tenant_id, collection_id=collection_id)
+        missing = [c for d in documents for c in d.chunks if not c.embedding]
+        vectors = await self._embed(tenant_id, coll.embedding_model, [c.text for c in missing], coll.dims, job)
         for chunk, vector in zip(missing, vectors, strict=True):
             chunk.embedding.extend(vector)
-        written = await self.store.replace_documents(tenant_id=tenant_id, collection_id=collection_id, documents=built)
-        return DocumentsAdded(document_ids=[d.id for d in built], chunk_count=written, searchable=True)
+
+        async def write() -> int:
+            return await self.store.replace_documents(
+                tenant_id=tenant_id, collection_id=collection_id, documents=documents
+            )
+
+        written = await (job.step("write", write, transactional=True) if job is not None else write())
+        return {"document_ids": [d.id for d in documents], "chunk_count": int(written)}
 
     async def list_documents(
         self, *, tenant_id: str, collection_id: str, limit: int = 20, cursor: str | None = None
