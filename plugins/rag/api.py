@@ -15,6 +15,7 @@ from app.plugins import service
 from app.routing import api_route, empty_response, json_response, read_body, read_path, read_query
 from plugins.rag.interface import RAG, RagService
 from plugins.rag.schemas import (
+    ANSWER_EVENT,
     AnswerIn,
     AnswerOut,
     CollectionCreate,
@@ -215,7 +216,7 @@ def routes() -> list[BaseRoute]:
             "Answer from the collection's passages, with citations (JSON, or server-sent events with `stream`)",
             body=AnswerIn,
             response=AnswerOut,
-            content={"text/event-stream": {"type": "string"}},
+            content={"text/event-stream": ANSWER_EVENT},
             serves=("answer", "answer_stream"),
             errors=(404, 422, *_GATEWAY_ERRORS),
             **one,

@@ -31,13 +31,13 @@ CollectionName = Annotated[
 ]
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 MetaKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-MetaString = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
 # Integers within 64 bits and finite floats: what JSON and jsonb agree on.
+# Strict: "5" stays a string and 1 is not `true` (lax validation would coerce them and break equality filters).
 MetaScalar = (
-    bool
-    | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+    Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
     | Annotated[float, Field(strict=True, allow_inf_nan=False)]
-    | MetaString
+    | Annotated[str, Field(strict=True, max_length=1000, pattern=NO_NUL)]
 )
 MetaValue = MetaScalar | Annotated[list[MetaScalar], Field(max_length=50)]
 
@@ -224,6 +224,17 @@ class Citation(Schema):
     document_id: str
     chunk_id: str
     page: int | None = None
+
+
+# One server-sent event of a streamed answer, as OpenAPI 3.1 documents the items of a stream.
+ANSWER_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["passages", "delta", "citations", "done", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 class AnswerOut(Schema):
