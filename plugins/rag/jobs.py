@@ -8,6 +8,7 @@ ones, never a part.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -42,7 +43,7 @@ async def index(ctx: JobContext) -> dict[str, Any]:
     rag = ctx.services.get(RAG)
     if not isinstance(rag, DirectRagService):
         raise Unavailable("rag.index runs only where the rag plugin runs direct")
-    collection_id, documents = from_payload(ctx.job.payload)
+    collection_id, documents = await asyncio.to_thread(from_payload, ctx.job.payload)
     return await rag.index_documents(
         tenant_id=ctx.job.tenant_id, collection_id=collection_id, documents=documents, job=ctx
     )

@@ -198,9 +198,8 @@ class DirectRagService:
         ids = [d.id for d in built]
         chunks = sum(len(d.chunks) for d in built)
         if sum(1 for d in built for c in d.chunks if not c.embedding) > self.config.sync_max_chunks:
-            job = await self._jobs.enqueue(
-                tenant_id=tenant_id, kind=jobs.KIND, payload=jobs.to_payload(collection_id, built)
-            )
+            payload = await asyncio.to_thread(jobs.to_payload, collection_id, built)
+            job = await self._jobs.enqueue(tenant_id=tenant_id, kind=jobs.KIND, payload=payload)
             return DocumentsAdded(document_ids=ids, chunk_count=chunks, searchable=False, job_id=job.id)
         written = await self.index_documents(tenant_id=tenant_id, collection_id=collection_id, documents=built)
         return DocumentsAdded(document_ids=ids, chunk_count=written["chunk_count"], searchable=True)

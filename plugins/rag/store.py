@@ -12,11 +12,13 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -29,6 +31,7 @@ from app.tenancy import new_id
 from plugins.rag import bm25
 
 INDEXED_DIMS = 384  # the dimension the migration's partial HNSW index covers
+OFF_LOOP_CHUNKS = 200
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,36 @@ def _missing_collection(collection_id: str) -> NotFound:
 
 def vector_literal(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
+
+
+def _chunk_rows(
+    tenant_id: str,
+    collection_id: str,
+    chunks: Sequence[NewChunk],
+    tokens: Sequence[tuple[list[int], list[int]]],
+    avgdl: float,
+) -> list[tuple[Any, ...]]:
+    return [
+        (
+            tenant_id,
+            collection_id,
+            c.document_id,
+            c.seq,
+            c.text,
+            ascii_json(c.metadata),
+            c.page,
+            c.heading,
+            c.start,
+            c.end,
+            sum(tfs),
+            terms,
+            tfs,
+            bm25.chunk_vector(terms, tfs, avgdl),
+            len(c.embedding),
+            vector_literal(c.embedding),
+        )
+        for c, (terms, tfs) in zip(chunks, tokens, strict=True)
+    ]
 
 
 @dataclass
@@ -239,31 +272,14 @@ class RagStore:
                 "VALUES ($1, $2, $3, $4::text::jsonb, $5, $6)",
                 [(collection_id, d.id, tenant_id, ascii_json(d.metadata), len(d.chunks), d.length) for d in documents],
             )
+            # Formatting thousands of vectors as text takes seconds of CPU: off the event loop past a few hundred.
+            build = partial(_chunk_rows, tenant_id, collection_id, chunks, tokens, use)
+            rows = await asyncio.to_thread(build) if len(chunks) > OFF_LOOP_CHUNKS else build()
             await raw.executemany(
                 "INSERT INTO rag_chunks (tenant_id, collection_id, document_id, seq, text, metadata, page, heading, "
                 "start_char, end_char, length, terms, tfs, bm25, dims, embedding) VALUES ($1, $2, $3, $4, $5, "
                 "$6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::text::sparsevec, $15, $16::text::vector)",
-                [
-                    (
-                        tenant_id,
-                        collection_id,
-                        c.document_id,
-                        c.seq,
-                        c.text,
-                        ascii_json(c.metadata),
-                        c.page,
-                        c.heading,
-                        c.start,
-                        c.end,
-                        sum(tfs),
-                        terms,
-                        tfs,
-                        bm25.chunk_vector(terms, tfs, use),
-                        len(c.embedding),
-                        vector_literal(c.embedding),
-                    )
-                    for c, (terms, tfs) in zip(chunks, tokens, strict=True)
-                ],
+                rows,
             )
             df = Counter(t for terms, _ in tokens for t in terms)
             if df:

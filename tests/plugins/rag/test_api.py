@@ -118,6 +118,21 @@ async def test_keyword_scores_are_bm25(api: httpx.AsyncClient) -> None:
     # A rarer term weighs more: "giraffe" (df 1) outscores "lion" (df 2) in a two-term query.
     top = await search(api, coll, "giraffe lion", mode="keyword")
     assert ids(top)[0] == "d1"
+    # A long document moves the average length far: every chunk is weighted again with the new one.
+    await add(api, coll, [{"id": "d4", "text": "zebra " + " ".join(f"filler{i}" for i in range(19))}])
+    n, df, avgdl = 4, 3, 27 / 4
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    hits = await search(api, coll, "zebra", mode="keyword")
+    assert ids(hits) == ["d2", "d1", "d4"]
+    for hit, (tf, length) in zip(hits, [(2, 4), (1, 2), (1, 20)], strict=True):
+        assert math.isclose(hit["score"], bm25(tf, length), rel_tol=1e-6), hit
+    # Deleting a document takes its terms out of N and the frequencies at once (the average length moved by less
+    # than the re-weighting threshold, 23/3 against 27/4, so the chunk weights keep 27/4).
+    assert (await api.delete(f"{URL}/{coll}/documents/d2")).status_code == 204
+    n, df = 3, 2
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    hits = await search(api, coll, "zebra", mode="keyword")
+    assert ids(hits) == ["d1", "d4"] and math.isclose(hits[0]["score"], bm25(1, 2), rel_tol=1e-6)
 
 
 async def test_long_documents_are_chunked_and_parts_keep_pages_and_headings(api: httpx.AsyncClient) -> None:
