@@ -19,7 +19,7 @@ gateway's local all-MiniLM-L6-v2 computes every embedding, nothing is downloaded
   every search is filtered by tenant and collection, as every search is.
 
     .venv/bin/pip install -e '.[bench]'   # bm25s + PyStemmer, for the reference line
-    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian] [--n 3000] [--chunks 100000]
+    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian|both] [--n 3000] [--chunks 100000] [--sweep]
 """
 
 from __future__ import annotations
@@ -182,7 +182,9 @@ async def add_all(api: httpx.AsyncClient, coll: str, docs: list[dict[str, Any]],
     return time.perf_counter() - t0
 
 
-async def quality(api: httpx.AsyncClient, corpus: list[tuple[str, str]], label: str) -> None:
+async def quality(
+    api: httpx.AsyncClient, corpus: list[tuple[str, str]], label: str, sweep: list[tuple[int, float]]
+) -> None:
     r = await api.post(URL, json={"name": f"eval-{label}", "chunking": {"size": 2000, "overlap": 0.0}})
     r.raise_for_status()
     coll = r.json()["id"]
@@ -207,6 +209,20 @@ async def quality(api: httpx.AsyncClient, corpus: list[tuple[str, str]], label: 
         print(
             f"[{label}] {mode:8s} nDCG@10 {totals[0] / n:.3f}  Recall@10 {totals[1] / n:.3f}  "
             f"search {percentiles(latencies)}"
+        )
+    for rrf_k, keyword_weight in sweep:
+        totals = [0.0, 0.0]
+        body = {"mode": "hybrid", "top_k": 10, "rrf_k": rrf_k, "weights": {"dense": 1.0, "keyword": keyword_weight}}
+        for i, (query, _) in enumerate(corpus):
+            r = await api.post(f"{URL}/{coll}/search", json={"query": query, **body})
+            r.raise_for_status()
+            nd, rc = ndcg_recall(distinct([h["document_id"] for h in r.json()["hits"]]), str(i))
+            totals[0] += nd
+            totals[1] += rc
+        n = len(corpus)
+        print(
+            f"[{label}] hybrid rrf_k {rrf_k:3d}, keyword weight {keyword_weight:.1f}: nDCG@10 {totals[0] / n:.3f}  "
+            f"Recall@10 {totals[1] / n:.3f}"
         )
     ref = await asyncio.to_thread(reference_bm25, corpus)
     if ref is None:
@@ -309,6 +325,9 @@ async def main() -> None:
     parser.add_argument("--small-tenants", type=int, default=10, help="tenants of 1,000 chunks each among them")
     parser.add_argument("--queries", type=int, default=200, help="searches per latency line")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also hybrid with other rrf_k and keyword weights (tuned on the test set!)"
+    )
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     plugins = [p for p in discover() if p.name in ("gateway", "rag")]
@@ -317,10 +336,11 @@ async def main() -> None:
         async with running_app(url, plugins) as (app, _state, tenant):
             if not args.skip_quality:
                 async with client(app, tenant["api_key"]) as api:
+                    sweep = [(k, w) for k in (10, 30, 60) for w in (1.0, 1.5)] if args.sweep else []
                     if args.corpus in ("man", "both"):
-                        await quality(api, man_corpus(args.n, args.doc_words, seed=5), "man")
+                        await quality(api, man_corpus(args.n, args.doc_words, seed=5), "man", sweep)
                     if args.corpus in ("debian", "both"):
-                        await quality(api, debian_corpus(args.n, seed=5), "debian")
+                        await quality(api, debian_corpus(args.n, seed=5), "debian", sweep)
             if not args.skip_scale:
                 from benchmarks._app import ADMIN_KEY
 

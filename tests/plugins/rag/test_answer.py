@@ -74,3 +74,22 @@ async def test_a_streamed_answer_sends_passages_text_and_citations(deploy_app: D
 
             r = await api.post(f"{URL}/{coll}/answer", json={**body, "model": "no-such-model"})
             assert r.status_code == 404  # refused before the stream starts
+
+
+async def test_rag_works_unchanged_over_a_remote_gateway(deploy_app: Deployer) -> None:
+    # In remote mode the front runs rag direct and reaches the gateway over HTTP (embeddings, generation, stream).
+    async with deploy_app(remote=("gateway",), served="loop") as d:
+        tenant = await d.tenant()
+        async with httpx.AsyncClient(base_url=d.url or "", headers=tenant.auth, timeout=30) as api:
+            coll = (await new_collection(api))["id"]
+            await add(api, coll, ANIMALS)
+            for mode in ("dense", "hybrid"):
+                r = await api.post(f"{URL}/{coll}/search", json={"query": "seabirds of Antarctica", "mode": mode})
+                assert r.json()["hits"][0]["document_id"] == "penguin", mode
+            r = await api.post(f"{URL}/{coll}/answer", json={"query": "seabirds of Antarctica", "top_k": 2})
+            out = r.json()
+            assert [c["chunk_id"] for c in out["citations"]] == [p["chunk_id"] for p in out["passages"]]
+            body = {"query": "seabirds of Antarctica", "top_k": 2, "stream": True}
+            async with api.stream("POST", f"{URL}/{coll}/answer", json=body) as r:
+                got = events("".join([chunk async for chunk in r.aiter_text()]))
+            assert got[-2][0] == "citations" and got[-2][1]["answer"] == out["answer"]
