@@ -38,8 +38,8 @@ def _v2(name: str, version: int | None) -> str:
 
 class RemoteMlService(RemoteService):
     async def train_model(self, *, tenant_id: str, name: str, request: TrainIn) -> JobPublic:
-        body = request.model_dump(mode="json", exclude_none=True)
-        return await self._client.call("POST", f"/models/{name}/train", JobPublic, tenant_id=tenant_id, body=body)
+        # The model itself: its JSON keeps a NaN as sent (the serving deployment refuses it, as a direct one would).
+        return await self._client.call("POST", f"/models/{name}/train", JobPublic, tenant_id=tenant_id, body=request)
 
     async def list_models(self, *, tenant_id: str, limit: int = 20, cursor: str | None = None) -> ModelList:
         params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
@@ -69,7 +69,7 @@ class RemoteMlService(RemoteService):
         version: int | None = None,
         alias: str | None = None,
     ) -> PredictOut:
-        body = PredictIn(rows=rows, version=version, alias=alias).model_dump(mode="json", exclude_none=True)
+        body = PredictIn.model_construct(rows=rows, version=version, alias=alias)
         return await self._client.call("POST", f"/models/{name}/predict", PredictOut, tenant_id=tenant_id, body=body)
 
     async def server_live(self) -> ServerLive:
@@ -90,9 +90,8 @@ class RemoteMlService(RemoteService):
         return await self._client.call("GET", _v2(name, version) + "/ready", ModelReady, tenant_id=tenant_id, root=True)
 
     async def infer(self, *, tenant_id: str, name: str, request: InferIn, version: int | None = None) -> InferOut:
-        body = request.model_dump(mode="json", exclude_none=True)
         return await self._client.call(
-            "POST", _v2(name, version) + "/infer", InferOut, tenant_id=tenant_id, body=body, root=True
+            "POST", _v2(name, version) + "/infer", InferOut, tenant_id=tenant_id, body=request, root=True
         )
 
 

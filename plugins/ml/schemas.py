@@ -131,6 +131,7 @@ class TrainIn(Schema):
 
     model_config = ConfigDict(
         json_schema_extra={"oneOf": [{"required": ["rows"]}, {"required": ["csv"]}]},
+        ser_json_inf_nan="constants",  # a remote front forwards a NaN as sent, to be refused where it is served
     )
 
     rows: list[Row] | None = Field(
@@ -248,12 +249,13 @@ class AliasPath(Schema):
 
 class PredictIn(Schema):
     model_config = ConfigDict(
+        ser_json_inf_nan="constants",
         json_schema_extra={
             "not": {
                 "required": ["alias", "version"],
                 "properties": {"alias": {"type": "string"}, "version": {"type": "integer"}},
             }
-        }
+        },
     )
 
     rows: list[Row] = Field(
@@ -323,7 +325,9 @@ class ModelReady(Schema):
 
 
 class InferInput(Schema):
-    model_config = ConfigDict(extra="ignore")  # clients send `parameters` (binary_data_size...): not used here
+    model_config = ConfigDict(
+        extra="ignore", ser_json_inf_nan="constants"
+    )  # clients send `parameters` (binary_data_size...): not used here
 
     name: TensorName
     shape: list[Annotated[int, Field(ge=0, le=MAX_TENSOR_ELEMENTS), json_integer]] = Field(min_length=1, max_length=2)
@@ -340,7 +344,7 @@ class RequestedOutput(Schema):
 
 
 class InferIn(Schema):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants")
 
     id: Annotated[str, Field(max_length=256, pattern=r"^[^\x00]*$")] | None = None
     inputs: list[InferInput] = Field(

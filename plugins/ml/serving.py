@@ -135,7 +135,7 @@ class LoadedModel:
                 raise BadTensor(f"input {tensor.name!r} has shape {tensor.shape}: one feature is [rows] or [rows, 1]")
             n = tensor.shape[0]
             if rows is not None and n != rows:
-                raise BadTensor(f"input {tensor.name!r} has {n} rows, the others {rows}")
+                raise BadTensor(f"input {tensor.name!r} has a first dimension of {n}, the inputs before it {rows}")
             rows = n
             _check_rows(n)
             flat = _flatten(tensor, n)
