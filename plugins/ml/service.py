@@ -2,11 +2,11 @@
 
 Training data is checked here, before a job is queued (so bad data is a 422 now, not a failed job later); the
 `ml.train` job (plugins/ml/jobs.py) trains and registers the version. Serving resolves the version in the database
-on every request (aliases move, versions may be deleted), then takes its loaded ONNX session from a per-replica
-LRU keyed by (tenant, model id, version): versions are immutable and a model created again under the same name
-gets a new id, so the only invalidation is a delete. A session is built, and the artifact's SHA-256 checked, off
-the event loop; so are large inputs (parsing and running them), small ones run inline, where a thread hop would
-cost more than the work.
+on every request, in one statement (aliases move, versions may be deleted), then takes the loaded ONNX session and
+the version's record from a per-replica LRU keyed by (tenant, model id, version): versions are immutable and a
+model created again under the same name gets a new id, so the only invalidation is a delete. A session is built,
+and the artifact's SHA-256 checked, off the event loop; so are large inputs (parsing and running them), small ones
+run inline, where a thread hop would cost more than the work.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from plugins.ml.config import MlConfig
 from plugins.ml.data import Dataset, dataset
 from plugins.ml.errors import BadTensor
 from plugins.ml.schemas import (
-    CHAMPION,
     AliasPublic,
     FeaturePublic,
     InferIn,
@@ -105,7 +104,10 @@ class DirectMlService:
         self.jobs = jobs
         self.config = config
         self._about = about
-        self._loaded: LRUCache[tuple[str, str, int], LoadedModel] = LRUCache(maxsize=config.loaded_models)
+        # (tenant, model id, version) -> the loaded version and its registry record
+        self._loaded: LRUCache[tuple[str, str, int], tuple[LoadedModel, VersionRow]] = LRUCache(
+            maxsize=config.loaded_models
+        )
         self._db_ok: tuple[float, bool] = (0.0, True)
 
     async def describe(self) -> PluginInfo:
@@ -176,33 +178,21 @@ class DirectMlService:
 
     async def _resolve(
         self, *, tenant_id: str, name: str, version: int | None = None, alias: str | None = None
-    ) -> tuple[ModelRow, VersionRow]:
-        """The version a request means: by number, by alias, else `champion`, else the latest."""
-        model = await self.store.get_model(tenant_id=tenant_id, name=name)
-        if version is None:
-            if alias is not None:
-                if alias not in model.aliases:
-                    raise NotFound(f"model {name!r} has no alias {alias!r}")
-                version = model.aliases[alias]
-            else:
-                version = model.aliases.get(CHAMPION, model.latest_version)
-            if version is None:
-                raise NotFound(f"model {name!r} has no version yet: its training has not finished")
-        row = await self.store.get_version(tenant_id=tenant_id, model_id=model.id, version=version)
-        if row is None:
-            raise NotFound(f"model {name!r} has no version {version}")
-        return model, row
-
-    async def _load(self, tenant_id: str, row: VersionRow) -> LoadedModel:
-        key = (tenant_id, row.model_id, row.version)
-        loaded = self._loaded.get(key)
-        if loaded is not None:
-            return loaded
+    ) -> tuple[LoadedModel, VersionRow]:
+        """The version a request means (by number, by alias, else `champion`, else the latest), loaded. The version
+        is resolved in the database every time (aliases move, versions go); what it resolves to is immutable and
+        comes from this replica's LRU after the first load."""
+        model_id, number = await self.store.resolve(tenant_id=tenant_id, name=name, version=version, alias=alias)
+        key = (tenant_id, model_id, number)
+        cached = self._loaded.get(key)
+        if cached is not None:
+            return cached
         from plugins.ml.serving import LoadedModel  # imports onnxruntime: on the first model served
 
-        artifact = await self.store.get_artifact(tenant_id=tenant_id, model_id=row.model_id, version=row.version)
-        if artifact is None:
-            raise NotFound(f"version {row.version} was deleted meanwhile")
+        row = await self.store.get_version(tenant_id=tenant_id, model_id=model_id, version=number)
+        artifact = await self.store.get_artifact(tenant_id=tenant_id, model_id=model_id, version=number)
+        if row is None or artifact is None:
+            raise NotFound(f"model {name!r} has no version {number}")
         loaded = await asyncio.to_thread(
             LoadedModel.load,
             artifact=artifact,
@@ -211,8 +201,8 @@ class DirectMlService:
             features=row.features,
             classes=row.classes,
         )
-        self._loaded[key] = loaded
-        return loaded
+        self._loaded[key] = (loaded, row)
+        return loaded, row
 
     async def predict(
         self,
@@ -223,8 +213,7 @@ class DirectMlService:
         version: int | None = None,
         alias: str | None = None,
     ) -> PredictOut:
-        _, row = await self._resolve(tenant_id=tenant_id, name=name, version=version, alias=alias)
-        loaded = await self._load(tenant_id, row)
+        loaded, row = await self._resolve(tenant_id=tenant_id, name=name, version=version, alias=alias)
 
         def run() -> Prediction:
             return loaded.predict(loaded.columns_from_rows(rows))
@@ -256,8 +245,8 @@ class DirectMlService:
     async def model_metadata(self, *, tenant_id: str, name: str, version: int | None = None) -> ModelMetadata:
         from plugins.ml.serving import tensor_metadata
 
-        model, row = await self._resolve(tenant_id=tenant_id, name=name, version=version)
-        versions = await self.store.list_versions(tenant_id=tenant_id, model_id=model.id)
+        _, row = await self._resolve(tenant_id=tenant_id, name=name, version=version)
+        versions = await self.store.list_versions(tenant_id=tenant_id, model_id=row.model_id)
         inputs, outputs = tensor_metadata(row.task, row.features, row.classes)
         return ModelMetadata(
             name=name,
@@ -269,20 +258,18 @@ class DirectMlService:
 
     async def model_ready(self, *, tenant_id: str, name: str, version: int | None = None) -> ModelReady:
         _, row = await self._resolve(tenant_id=tenant_id, name=name, version=version)
-        await self._load(tenant_id, row)
         return ModelReady(name=name, version=str(row.version), ready=True)
 
     async def infer(self, *, tenant_id: str, name: str, request: InferIn, version: int | None = None) -> InferOut:
         from plugins.ml.serving import tensor_metadata
 
-        _, row = await self._resolve(tenant_id=tenant_id, name=name, version=version)
+        loaded, row = await self._resolve(tenant_id=tenant_id, name=name, version=version)
         _, described = tensor_metadata(row.task, row.features, row.classes)
         available = [o.name for o in described]
         wanted = available if not request.outputs else [o.name for o in request.outputs]
         unknown = [n for n in wanted if n not in available]
         if unknown:
             raise BadTensor(f"unknown output {unknown[0]!r}: this model has {', '.join(available)}")
-        loaded = await self._load(tenant_id, row)
 
         def run() -> Prediction:
             return loaded.predict(loaded.columns_from_tensors(request.inputs))

@@ -20,6 +20,7 @@ from app.db import Database
 from app.errors import Conflict, NotFound
 from app.pagination import Page, decode_cursor, encode_cursor
 from app.tenancy import new_id
+from plugins.ml.schemas import CHAMPION
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,24 @@ _VERSION = (
     "SELECT model_id, version, task, estimator, params, target, features, classes, metrics, library_versions, "
     "sha256, artifact_bytes, training_rows, holdout_rows, train_seconds, job_id, created_at FROM ml_versions"
 )
+
+
+# The serving hot path: which version a request means, and whether it exists, in one statement.
+_RESOLVE = """
+WITH m AS (SELECT id FROM ml_models WHERE tenant_id = $1 AND name = $2),
+pick AS (
+    SELECT m.id, CASE
+        WHEN $3::integer IS NOT NULL THEN $3::integer
+        WHEN $4::text IS NOT NULL THEN (SELECT a.version FROM ml_aliases a WHERE a.model_id = m.id AND a.alias = $4)
+        ELSE coalesce(
+            (SELECT a.version FROM ml_aliases a WHERE a.model_id = m.id AND a.alias = $5),
+            (SELECT max(v.version) FROM ml_versions v WHERE v.model_id = m.id))
+    END AS version FROM m
+)
+SELECT pick.id, pick.version, EXISTS (
+    SELECT 1 FROM ml_versions v WHERE v.model_id = pick.id AND v.version = pick.version
+) AS found FROM pick
+"""
 
 
 def _model(row: Any) -> ModelRow:
@@ -169,6 +188,20 @@ class MlStore:
             {"t": tenant_id, "j": job_id},
         )
         return None if row is None else (row["model_name"], _version(row))
+
+    async def resolve(self, *, tenant_id: str, name: str, version: int | None, alias: str | None) -> tuple[str, int]:
+        """(model id, version) a request means, in one round trip: `version`, else `alias`'s, else `champion`'s,
+        else the newest. NotFound naming what is missing."""
+        row = await self.db.fetchrow_raw(_RESOLVE, tenant_id, name, version, alias, CHAMPION)
+        if row is None:
+            raise missing_model(name)
+        if row["version"] is None:
+            if alias is not None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}")
+            raise NotFound(f"model {name!r} has no version yet: its training has not finished")
+        if not row["found"]:
+            raise NotFound(f"model {name!r} has no version {row['version']}")
+        return str(row["id"]), int(row["version"])
 
     async def get_artifact(self, *, tenant_id: str, model_id: str, version: int) -> bytes | None:
         value = await self.db.fetch_val(
