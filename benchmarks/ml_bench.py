@@ -113,7 +113,7 @@ def train(c: httpx.Client, name: str, body: dict[str, Any]) -> tuple[float, dict
 def bench(n: int) -> None:
     iris = iris_rows()
     diabetes = diabetes_csv()
-    data = {
+    data: dict[str, dict[str, Any]] = {
         "iris": {"rows": iris, "target": "species"},
         "diabetes": {"csv": diabetes, "target": "progression"},
     }
