@@ -23,3 +23,9 @@ class MlConfig(SettingsGroup):
         le=20_000_000,
         description="Values (rows x columns) one training request may carry (413): bounds a training run's time",
     )
+    train_timeout_seconds: float = Field(
+        default=900.0,
+        ge=1.0,
+        le=86_400.0,
+        description="Time one training run may take; past it its process is killed and the job fails",
+    )

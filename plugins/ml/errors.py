@@ -5,7 +5,7 @@ They subclass the foundation's classes, so a remote caller rebuilds the same cla
 
 from __future__ import annotations
 
-from app.errors import Conflict, InvalidInput, MalformedRequest
+from app.errors import Conflict, InvalidInput, MalformedRequest, ServiceError
 
 
 class BadTensor(MalformedRequest):
@@ -25,3 +25,9 @@ class ConversionFailed(InvalidInput):
     """The trained pipeline could not become a trustworthy ONNX artifact (a training job fails with this)."""
 
     slug, title = "conversion-failed", "Model conversion failed"
+
+
+class TrainingFailed(ServiceError):
+    """A training run stopped: past its time limit, or its process failed (a training job fails with this)."""
+
+    slug, title = "training-failed", "Training failed"

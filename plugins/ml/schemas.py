@@ -155,7 +155,7 @@ class TrainIn(Schema):
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="The estimator's parameters (see the *Params schemas); anything else is refused",
-        json_schema_extra={"anyOf": [p.model_json_schema() for p in PARAMS.values()]},
+        json_schema_extra=lambda schema: schema.update(anyOf=[p.model_json_schema() for p in PARAMS.values()]),
     )
     test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Share of rows held out for the metrics")
 

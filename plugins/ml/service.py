@@ -145,6 +145,7 @@ class DirectMlService:
             "target": request.target if request.task != "anomaly" else None,
             "rows": checked.rows,
             "data": encoded,  # ASCII-escaped JSON: any client text survives jsonb
+            "timeout_seconds": self.config.train_timeout_seconds,
         }
         return await self.jobs.enqueue(tenant_id=tenant_id, kind=TRAIN_KIND, payload=payload)
 

@@ -4,6 +4,7 @@ tenant isolation, a tampered artifact, and training data that is refused before 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from app.db import plain_url
-from tests.conftest import Deployer
+from tests.conftest import Deployer, eventually
 from tests.harness import Deployment
 from tests.plugins.ml.conftest import URL, diabetes_csv, finished, iris_rows, train, without
 
@@ -253,3 +254,54 @@ async def test_a_training_that_cannot_register_fails_with_the_reason(api: httpx.
     assert "under another name" in failed["error"] and failed["result"] is None
     model = (await api.get(f"{URL}/m")).json()
     assert len(model["versions"]) == 1
+
+
+def trainer_processes() -> list[int]:
+    """Training processes (`python -m plugins.ml.trainer`) alive now, whatever started them, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"plugins.ml.trainer" in (entry / "cmdline").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+SLOW = {"task": "anomaly", "estimator": "isolation_forest", "params": {"n_estimators": 500}}
+
+
+async def test_a_training_past_its_time_limit_is_stopped(deploy_app: Deployer) -> None:
+    async with deploy_app(env={"FAAS_ML_TRAIN_TIMEOUT_SECONDS": "1"}) as d:
+        _, api = await d.api()
+        job = await train(api, "slow", csv=diabetes_csv(), **SLOW)
+        assert job["status"] == "failed" and "took longer than 1 s and was stopped" in job["error"], job
+        assert (await api.get(f"{URL}/slow")).status_code == 404  # nothing registered
+
+
+async def test_cancelling_a_training_stops_its_process(api: httpx.AsyncClient) -> None:
+    before = set(trainer_processes())
+    r = await api.post(f"{URL}/slow/train", json={"csv": diabetes_csv(), **SLOW})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+
+    async def training() -> set[int]:
+        running = set(trainer_processes()) - before
+        assert running
+        return running
+
+    started = await eventually(training, within=30)
+    r = await api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert r.status_code == 202, r.text
+    job = await finished(api, job_id)
+    assert job["status"] == "cancelled", job
+
+    async def stopped() -> None:
+        assert not started & set(trainer_processes())
+
+    await eventually(stopped, within=10)
+    assert (await api.get(f"{URL}/slow")).status_code == 404
