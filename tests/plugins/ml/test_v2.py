@@ -124,35 +124,34 @@ def _per_feature(**override: Any) -> list[dict[str, Any]]:
     return tensors
 
 
-@pytest.mark.parametrize(
-    ("inputs", "words"),
-    [
-        ([{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "the model takes [rows, 4]"),
-        ([{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "has 4 values"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "x", 4]}], "'x' is not a number"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "BYTES", "data": ["1", "2", "x", "4"]}], "not a number"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "INT32", "data": [1, 2, 3.5, 4]}], "not an integer"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "UINT8", "data": [1, 2, -3, 4]}], "negative"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "BOOL", "data": [True] * 4}], "datatype BOOL"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, float("nan"), 4]}], "finite"),
-        ([{"name": "input-0", "shape": [0, 4], "datatype": "FP32", "data": []}], "no rows"),
-        ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [[[1, 2, 3, 4]]]}], "nests deeper"),
-        (_per_feature(name="petal_size"), "unknown input 'petal_size'"),
-        (_per_feature()[1:], "missing input 'sepal_length'"),
-        ([*_per_feature()[:3], {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "unknown input 'x'"),
-        (_per_feature(shape=[2], data=[1.0, 2.0]), "'sepal_width' has a first dimension of 1, the inputs before it 2"),
-        (_per_feature(shape=[1, 2], data=[1.0, 2.0]), "one feature is [rows] or [rows, 1]"),
-        (_per_feature(datatype="BYTES", data=["a"]), "'a' is not a number"),
-        (_per_feature() + _per_feature()[:1], "named twice"),
-    ],
-)
-async def test_bad_tensors_are_400_with_the_reason(
-    api: httpx.AsyncClient, iris: list[dict[str, Any]], inputs: list[dict[str, Any]], words: str
-) -> None:
-    r = await post_json(api, "/v2/models/iris/infer", {"inputs": inputs})
-    assert r.status_code == 400, r.text
-    assert words in r.json()["error"] and r.json()["detail"] == r.json()["error"]
-    assert r.json()["type"] == "urn:faas:problem:bad-tensor"
+# (inputs, words the 400's reason must hold)
+BAD_TENSORS: list[tuple[list[dict[str, Any]], str]] = [
+    ([{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "the model takes [rows, 4]"),
+    ([{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "has 4 values"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "x", 4]}], "'x' is not a number"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "BYTES", "data": ["1", "2", "x", "4"]}], "not a number"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "INT32", "data": [1, 2, 3.5, 4]}], "not an integer"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "UINT8", "data": [1, 2, -3, 4]}], "negative"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "BOOL", "data": [True] * 4}], "datatype BOOL"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, float("nan"), 4]}], "finite"),
+    ([{"name": "input-0", "shape": [0, 4], "datatype": "FP32", "data": []}], "no rows"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [[[1, 2, 3, 4]]]}], "nests deeper"),
+    (_per_feature(name="petal_size"), "unknown input 'petal_size'"),
+    (_per_feature()[1:], "missing input 'sepal_length'"),
+    ([*_per_feature()[:3], {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "unknown input 'x'"),
+    (_per_feature(shape=[2], data=[1.0, 2.0]), "'sepal_width' has a first dimension of 1, the inputs before it 2"),
+    (_per_feature(shape=[1, 2], data=[1.0, 2.0]), "one feature is [rows] or [rows, 1]"),
+    (_per_feature(datatype="BYTES", data=["a"]), "'a' is not a number"),
+    (_per_feature() + _per_feature()[:1], "named twice"),
+]
+
+
+async def test_bad_tensors_are_400_with_the_reason(api: httpx.AsyncClient, iris: list[dict[str, Any]]) -> None:
+    for inputs, words in BAD_TENSORS:
+        r = await post_json(api, "/v2/models/iris/infer", {"inputs": inputs})
+        assert r.status_code == 400, (words, r.text)
+        assert words in r.json()["error"] and r.json()["detail"] == r.json()["error"], (words, r.text)
+        assert r.json()["type"] == "urn:faas:problem:bad-tensor"
 
 
 async def test_limits_and_unknown_outputs(api: httpx.AsyncClient, iris: list[dict[str, Any]]) -> None:
@@ -167,18 +166,16 @@ async def test_limits_and_unknown_outputs(api: httpx.AsyncClient, iris: list[dic
     assert r.status_code == 422 and r.json()["error"] == "the request body failed validation"
 
 
-@pytest.mark.parametrize(
-    ("rows", "words"),
-    [
-        ([{"sepal_length": 1.0}], "missing ['petal_length', 'petal_width', 'sepal_width']"),
-        ([{**dict.fromkeys(FEATURES, 1.0), "colour": "red"}], "unknown ['colour']"),
-        ([{**dict.fromkeys(FEATURES, 1.0), "petal_width": "wide"}], "'wide' is not a number"),
-        ([dict.fromkeys(FEATURES, float("inf"))], "finite"),
-    ],
-)
-async def test_json_rows_that_do_not_fit_are_400(
-    api: httpx.AsyncClient, iris: list[dict[str, Any]], rows: list[dict[str, Any]], words: str
-) -> None:
-    r = await post_json(api, f"{URL}/iris/predict", {"rows": rows})
-    assert r.status_code == 400, r.text
-    assert words in r.json()["detail"]
+BAD_ROWS: list[tuple[list[dict[str, Any]], str]] = [
+    ([{"sepal_length": 1.0}], "missing ['petal_length', 'petal_width', 'sepal_width']"),
+    ([{**dict.fromkeys(FEATURES, 1.0), "colour": "red"}], "unknown ['colour']"),
+    ([{**dict.fromkeys(FEATURES, 1.0), "petal_width": "wide"}], "'wide' is not a number"),
+    ([dict.fromkeys(FEATURES, float("inf"))], "finite"),
+]
+
+
+async def test_json_rows_that_do_not_fit_are_400(api: httpx.AsyncClient, iris: list[dict[str, Any]]) -> None:
+    for rows, words in BAD_ROWS:
+        r = await post_json(api, f"{URL}/iris/predict", {"rows": rows})
+        assert r.status_code == 400, (words, r.text)
+        assert words in r.json()["detail"], (words, r.text)
