@@ -29,3 +29,9 @@ class MlConfig(SettingsGroup):
         le=86_400.0,
         description="Time one training run may take; past it its process is killed and the job fails",
     )
+    trainers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Training processes per server process, each on one core; more trainings wait for one",
+    )

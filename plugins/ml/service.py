@@ -47,6 +47,7 @@ from plugins.ml.schemas import (
     VersionPublic,
 )
 from plugins.ml.store import MlStore, ModelRow, VersionRow
+from plugins.ml.trainers import Trainers
 
 if TYPE_CHECKING:
     from plugins.ml.serving import LoadedModel, Prediction
@@ -98,8 +99,11 @@ async def _maybe_off_loop(values: int, limit: int, fn: Callable[[], T]) -> T:
 
 
 class DirectMlService:
-    def __init__(self, *, db: Database, jobs: JobQueue, config: MlConfig, about: LocalDescription) -> None:
+    def __init__(
+        self, *, db: Database, jobs: JobQueue, config: MlConfig, trainers: Trainers, about: LocalDescription
+    ) -> None:
         self.store = MlStore(db)
+        self.trainers = trainers  # used by the ml.train job (plugins/ml/jobs.py), where a worker runs it
         self.db = db
         self.jobs = jobs
         self.config = config
@@ -299,6 +303,12 @@ class DirectMlService:
 
 @asynccontextmanager
 async def open_direct(ctx: PluginContext) -> AsyncIterator[DirectMlService]:
-    yield DirectMlService(
-        db=ctx.db, jobs=ctx.jobs, config=MlConfig.load(ctx.settings), about=LocalDescription(ctx, CAPABILITIES)
-    )
+    """The direct service with its training processes (started by the first training), stopped when it closes."""
+    config = MlConfig.load(ctx.settings)
+    trainers = Trainers(size=config.trainers)
+    try:
+        yield DirectMlService(
+            db=ctx.db, jobs=ctx.jobs, config=config, trainers=trainers, about=LocalDescription(ctx, CAPABILITIES)
+        )
+    finally:
+        await trainers.aclose()
