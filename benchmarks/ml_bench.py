@@ -85,14 +85,18 @@ def serve(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.2)
 
 
-def timed(n: int, call: Callable[[], Any]) -> list[float]:
-    for _ in range(min(20, n)):  # warm-up: the first call loads the model
-        call()
-    samples = []
+def interleaved(n: int, calls: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
+    """Each call's latencies over `n` rounds of one call each, taken in turn, so that a burst of load from
+    elsewhere on the machine falls on all of them alike."""
+    for call in calls.values():
+        for _ in range(min(20, n)):  # warm-up: the first call loads the model
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - t0)
     return samples
 
 
@@ -192,10 +196,17 @@ def measure(c: httpx.Client, name: str, rows: list[dict[str, Any]], local: Any, 
         assert r.status_code == 200
 
     label = f"{len(rows):>4} row{'s' if len(rows) > 1 else ' '}"
-    print(f"  {label}  V2 infer (HTTP)            {percentiles(timed(count, v2))}")
-    print(f"  {label}  JSON predict (HTTP)        {percentiles(timed(count, json_api))}")
-    print(f"  {label}  scikit-learn predict       {percentiles(timed(count, lambda: local.pipeline.predict(x)))}")
-    print(f"  {label}  onnxruntime run (in-proc)  {percentiles(timed(count, lambda: session.run(None, feeds)))}")
+    samples = interleaved(
+        count,
+        {
+            "V2 infer (HTTP)          ": v2,
+            "JSON predict (HTTP)      ": json_api,
+            "scikit-learn predict     ": lambda: local.pipeline.predict(x),
+            "onnxruntime run (in-proc)": lambda: session.run(None, feeds),
+        },
+    )
+    for what, taken in samples.items():
+        print(f"  {label}  {what}  {percentiles(taken)}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ def _check_text(value: str, column: str, row: int) -> str:
 
 
 def _number(value: float, column: str, row: int) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float64 (JSON allows any number of digits)
+        number = math.inf
     if not math.isfinite(number):
         raise _invalid(f"row {row}, column {column!r}: {value} is not a finite number")
     return number

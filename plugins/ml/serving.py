@@ -231,23 +231,31 @@ def _column(feature: Feature, values: list[Any], *, where: str, datatype: str | 
     if feature.numeric:
         if datatype is not None and datatype not in NUMBER_TYPES and datatype != "BYTES":
             raise BadTensor(f"{where}: datatype {datatype} does not fit a number feature (use FP32 or FP64)")
-        numbers = []
+        if {type(v) for v in values} <= {int, float}:  # the common case, checked by numpy at once
+            try:
+                numbers = np.asarray(values, dtype=np.float64)
+            except OverflowError:  # an integer past float64: the loop below names it
+                pass
+            else:
+                _check_numbers(numbers, values, where=where, datatype=datatype)
+                return numbers
+        out = []
         for i, v in enumerate(values):
             if type(v) is str and datatype == "BYTES":
                 try:
-                    v = float(v)
+                    out.append(float(v))
                 except ValueError:
                     raise BadTensor(f"{where}, row {i}: {v[:50]!r} is not a number") from None
-            elif type(v) not in (int, float):
+            elif type(v) in (int, float):
+                try:
+                    out.append(float(v))
+                except OverflowError:
+                    raise BadTensor(f"{where}, row {i}: the number is too large (past float64)") from None
+            else:
                 raise BadTensor(f"{where}, row {i}: {str(v)[:50]!r} is not a number")
-            if not math.isfinite(v):
-                raise BadTensor(f"{where}, row {i}: {v} is not allowed (finite numbers only)")
-            if datatype in INTEGER_TYPES and not float(v).is_integer():
-                raise BadTensor(f"{where}, row {i}: {v} is not an integer, as {datatype} says")
-            if datatype is not None and datatype.startswith("UINT") and v < 0:
-                raise BadTensor(f"{where}, row {i}: {v} is negative, which {datatype} cannot be")
-            numbers.append(v)
-        return np.asarray(numbers, dtype=np.float64)
+        numbers = np.asarray(out, dtype=np.float64)
+        _check_numbers(numbers, values, where=where, datatype=datatype)
+        return numbers
     if datatype is not None and datatype != "BYTES":
         raise BadTensor(f"{where}: the feature {feature.name!r} is categorical: send BYTES (text)")
     texts = []
@@ -259,3 +267,21 @@ def _column(feature: Feature, values: list[Any], *, where: str, datatype: str | 
         else:
             raise BadTensor(f"{where}, row {i}: {str(v)[:50]!r} is not a category (text)")
     return np.asarray(texts, dtype=object)
+
+
+def _check_numbers(numbers: NDArray[Any], values: list[Any], *, where: str, datatype: str | None) -> None:
+    """BadTensor naming the first value that is not finite, or breaks the integer datatype it was sent as."""
+    bad = ~np.isfinite(numbers)
+    if datatype in INTEGER_TYPES:
+        bad |= np.isfinite(numbers) & (numbers != np.floor(numbers))
+    if datatype is not None and datatype.startswith("UINT"):
+        bad |= numbers < 0
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    v = numbers[i]
+    if not math.isfinite(v):
+        raise BadTensor(f"{where}, row {i}: {values[i]} is not allowed (finite numbers only)")
+    if v < 0 and datatype is not None and datatype.startswith("UINT"):
+        raise BadTensor(f"{where}, row {i}: {values[i]} is negative, which {datatype} cannot be")
+    raise BadTensor(f"{where}, row {i}: {values[i]} is not an integer, as {datatype} says")

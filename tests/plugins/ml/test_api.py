@@ -211,6 +211,7 @@ async def test_a_tampered_artifact_is_refused(api: httpx.AsyncClient, database_u
         ({"rows": [{"a": float(i), "y": "one"} for i in range(20)]}, 422, "single class"),
         ({"rows": [{"a": float(i), **({"y": str(i % 2)} if i < 19 else {})} for i in range(20)]}, 422, "missing ['y']"),
         ({"csv": "a,y\n" + "1,p\n,q\n" * 6}, 422, "missing"),
+        ({"rows": [{"a": 10**400 if i == 3 else float(i), "y": str(i % 2)} for i in range(12)]}, 422, "not a finite"),
         ({"csv": "a,y\n" + "1,2,3\n" * 12}, 422, "has 3 fields"),
         ({"estimator": "ridge"}, 422, "does not do classification"),
         ({"params": {"n_estimators": 5}}, 422, "n_estimators"),

@@ -135,6 +135,7 @@ BAD_TENSORS: list[tuple[list[dict[str, Any]], str]] = [
     ([{"name": "input-0", "shape": [1, 4], "datatype": "BOOL", "data": [True] * 4}], "datatype BOOL"),
     ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, float("nan"), 4]}], "finite"),
     ([{"name": "input-0", "shape": [0, 4], "datatype": "FP32", "data": []}], "no rows"),
+    ([{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 10**400, 4]}], "too large"),
     ([{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [[[1, 2, 3, 4]]]}], "nests deeper"),
     (_per_feature(name="petal_size"), "unknown input 'petal_size'"),
     (_per_feature()[1:], "missing input 'sepal_length'"),
@@ -171,6 +172,7 @@ BAD_ROWS: list[tuple[list[dict[str, Any]], str]] = [
     ([{**dict.fromkeys(FEATURES, 1.0), "colour": "red"}], "unknown ['colour']"),
     ([{**dict.fromkeys(FEATURES, 1.0), "petal_width": "wide"}], "'wide' is not a number"),
     ([dict.fromkeys(FEATURES, float("inf"))], "finite"),
+    ([dict.fromkeys(FEATURES, 10**400)], "too large"),
 ]
 
 
