@@ -3,7 +3,7 @@
 
 A `faas serve` process (ml only, its in-process job worker on) on an embedded PostgreSQL; one client on loopback,
 one request at a time (keep-alive). Training: each estimator through the API, from the POST to the job's success
-(queue, training in the worker thread, ONNX conversion, the agreement check, registration), beside the job's own
+(queue, training in a warm training process, ONNX conversion, the agreement check, registration), beside the job's own
 `train_seconds`. Latency: a 100-tree random forest on iris, 1 row and 1,000 rows, V2 and JSON over HTTP, then in
 this process scikit-learn's `predict` on the very same model (trained again with the same data, split and seed:
 its predictions are checked equal to the server's) and onnxruntime on its artifact.
@@ -166,7 +166,7 @@ def latency(c: httpx.Client, iris: list[dict[str, Any]], n: int) -> None:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(local.artifact, sess_options=options, providers=["CPUExecutionProvider"])
-    print(f"\nprediction latency, {name} (100 trees), one client on loopback, one request at a time")
+    print(f"\nprediction latency, {name} (100 trees), one client on loopback, the four paths measured in turn")
     for rows in (thousand[:1], thousand):
         measure(c, name, rows, local, session, n if len(rows) == 1 else max(20, n // 3))
 
