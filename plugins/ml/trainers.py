@@ -27,13 +27,14 @@ log = logging.getLogger("faas.ml")
 POLL_SECONDS = 0.25  # how often a running training checks for cancellation and its time limit
 # One core per training: BLAS and OpenMP would otherwise start a thread per core, beside the server's own work.
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+REUSE_MARGIN = 10.0  # seconds before an idle process's own exit after which it is not handed work
 Process = asyncio.subprocess.Process
 
 
 class Trainers:
     def __init__(self, *, size: int, idle_seconds: float = 300.0) -> None:
         self._slots = asyncio.Semaphore(size)
-        self._idle: list[Process] = []
+        self._idle: list[tuple[Process, float]] = []  # with when each became idle
         self._idle_seconds = idle_seconds
 
     async def _start(self) -> Process:
@@ -56,15 +57,19 @@ class Trainers:
         async with self._slots:
             proc = None
             while self._idle and proc is None:
-                candidate = self._idle.pop()
-                proc = candidate if candidate.returncode is None else None
+                candidate, since = self._idle.pop()
+                # An idle process exits on its own after `idle_seconds`: reuse one only well before that.
+                if candidate.returncode is None and time.monotonic() - since < self._idle_seconds - REUSE_MARGIN:
+                    proc = candidate
+                else:
+                    await _kill(candidate)
             proc = proc or await self._start()
             try:
                 reply = await _exchange(proc, payload, should_stop, limit_seconds)
             except BaseException:
                 await _kill(proc)
                 raise
-            self._idle.append(proc)
+            self._idle.append((proc, time.monotonic()))
         meta, artifact = reply
         if "error" in meta:
             raise InvalidInput(meta["error"])
@@ -72,7 +77,7 @@ class Trainers:
 
     async def aclose(self) -> None:
         while self._idle:
-            await _kill(self._idle.pop())
+            await _kill(self._idle.pop()[0])
 
 
 def _sha256(data: bytes) -> str:

@@ -306,3 +306,14 @@ async def test_cancelling_a_training_stops_its_process(api: httpx.AsyncClient) -
 
     await eventually(stopped, within=10)
     assert (await api.get(f"{URL}/slow")).status_code == 404
+
+
+async def test_trainings_reuse_a_warm_training_process(api: httpx.AsyncClient) -> None:
+    before = set(trainer_processes())
+    rows = [{"a": float(i), "y": float(2 * i)} for i in range(20)]
+    body = {"rows": rows, "target": "y", "task": "regression", "estimator": "linear_regression"}
+    assert (await train(api, "line", **body))["status"] == "succeeded"
+    first = set(trainer_processes()) - before
+    assert len(first) == 1  # one process trained, and waits for the next job
+    assert (await train(api, "line", **body))["result"]["version"] == 2
+    assert set(trainer_processes()) - before == first
