@@ -21,7 +21,6 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 import uvicorn
-from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -29,6 +28,7 @@ from app.main import create_app
 from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness
 from app.plugins import Plugin, PluginContext, ServiceKey, Services
 from app.settings import Settings
+from tests.lifespan import lifespan
 
 S = TypeVar("S")
 Mode = Literal["direct", "remote"]
@@ -38,7 +38,15 @@ INTERNAL_SECRET = "test-internal-secret-0123456789"
 
 
 def make_settings(database_url: str, **env: str) -> Settings:
-    base = {"DATABASE_URL": database_url, "FAAS_ADMIN_KEY": ADMIN_KEY, "FAAS_ACCESS_LOG": "off"}
+    # No job worker unless a test asks for one (FAAS_JOBS_WORKER=on): rag and ml declare job kinds, so otherwise
+    # every app of the suite would start one, and on a loaded machine some of those never finished stopping (an
+    # idle event loop at teardown, not reproduced alone; see the closing note). Tests of jobs turn it on.
+    base = {
+        "DATABASE_URL": database_url,
+        "FAAS_ADMIN_KEY": ADMIN_KEY,
+        "FAAS_ACCESS_LOG": "off",
+        "FAAS_JOBS_WORKER": "off",
+    }
     base.update(env)
     return Settings.from_env(base)
 
@@ -165,7 +173,7 @@ async def serve_app(application: Any, host: str = "127.0.0.1") -> AsyncIterator[
 async def _open(stack: AsyncExitStack, app: Starlette, served: Served) -> tuple[Any, dict[str, Any], str | None]:
     """Run `app` as asked: the ASGI app to call (lifespan state attached), its state, and its URL when served."""
     if served == "no":
-        manager = await stack.enter_async_context(LifespanManager(app))
+        manager = await stack.enter_async_context(lifespan(app))
         return manager.app, app.state.lifespan, None
     url = await stack.enter_async_context(serve_app(app))
     return app, app.state.lifespan, url

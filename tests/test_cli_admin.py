@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from importlib.metadata import version
 
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.cli import main, parser
 from app.main import create_app
 from tests.harness import asgi_client, make_settings
+from tests.lifespan import lifespan
 from tests.test_cli import FAAS, base_env, free_port, wait_ready
 
 
@@ -106,7 +106,7 @@ def test_tenants_and_keys_from_the_command_line(
 
     async def answers() -> list[int]:
         app = create_app(make_settings(database_url))
-        async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        async with lifespan(app) as m, asgi_client(m.app) as c:
             url = "/api/v1/prompts/-/info"
             return [
                 (await c.get(url, headers={"authorization": f"Bearer {key}"})).status_code

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.db import plain_url
 from app.main import create_app
@@ -21,6 +20,7 @@ from tests.conftest import (
     remote_env,
     serve_app,
 )
+from tests.lifespan import lifespan
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ async def test_plugins_served_from_their_own_database_act_for_the_front_s_tenant
     serving = create_app(make_settings(serving_database, FAAS_PLUGINS="prompts,gateway", **secret))
     async with serve_app(serving) as url:
         front_env = {"FAAS_PLUGINS": "prompts,gateway", **secret, **remote_env(("prompts", "gateway"), url)}
-        async with LifespanManager(create_app(make_settings(database_url, **front_env))) as m:
+        async with lifespan(create_app(make_settings(database_url, **front_env))) as m:
             async with asgi_client(m.app, authorization=f"Bearer {ADMIN_KEY}") as admin:
                 tenant = await new_tenant(admin)
                 tid = tenant["tenant_id"]

@@ -109,13 +109,12 @@ async def test_admin_api_needs_the_admin_key(client: httpx.AsyncClient, tenant: 
 
 
 async def test_admin_api_is_closed_without_admin_key(database_url: str) -> None:
-    from asgi_lifespan import LifespanManager
-
     from app.main import create_app
     from app.settings import Settings
+    from tests.lifespan import lifespan
 
     app = create_app(Settings.from_env({"DATABASE_URL": database_url}))
-    async with LifespanManager(app) as m, asgi_client(m.app, authorization="Bearer anything-at-all-here") as c:
+    async with lifespan(app) as m, asgi_client(m.app, authorization="Bearer anything-at-all-here") as c:
         r = await c.post("/api/v1/admin/tenants", json={"name": "x"})
     assert r.status_code == 403 and "FAAS_ADMIN_KEY" in r.json()["detail"]
 
@@ -123,14 +122,13 @@ async def test_admin_api_is_closed_without_admin_key(database_url: str) -> None:
 async def test_revocation_reaches_a_replica_within_the_key_cache_ttl(
     admin: httpx.AsyncClient, database_url: str
 ) -> None:
-    from asgi_lifespan import LifespanManager
-
     from app.main import create_app
     from tests.conftest import make_settings
+    from tests.lifespan import lifespan
 
     t = await new_tenant(admin)
     other = create_app(make_settings(database_url, FAAS_AUTH_CACHE_SECONDS="0.3"))
-    async with LifespanManager(other) as m, asgi_client(m.app, authorization=f"Bearer {t['api_key']}") as replica:
+    async with lifespan(other) as m, asgi_client(m.app, authorization=f"Bearer {t['api_key']}") as replica:
         assert (await replica.get("/api/v1/rag/-/info")).status_code == 200  # now cached on the replica
         await admin.delete(f"/api/v1/admin/tenants/{t['tenant_id']}/keys/{t['key_id']}")
         import asyncio

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app import migrations
 from app.db import plain_url, start_embedded, stop_embedded
@@ -30,6 +29,7 @@ from tests.conftest import (
     serve_app,
 )
 from tests.harness import bare_plugin
+from tests.lifespan import lifespan
 
 
 @pytest.fixture
@@ -50,12 +50,12 @@ async def prompts_app(mode: str, url: str, **extra: str) -> AsyncIterator[Any]:
     env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, "FAAS_AUTH_CACHE_SECONDS": "60", **extra}
     serving = create_app(make_settings(url, FAAS_PLUGINS="prompts", **env))
     if mode == "direct":
-        async with LifespanManager(serving) as m:
+        async with lifespan(serving) as m:
             yield m.app
         return
     async with serve_app(serving) as upstream:
         env.update(remote_env(("prompts",), upstream), FAAS_PROMPTS_CLIENT_RETRIES="0")
-        async with LifespanManager(create_app(make_settings(url, FAAS_PLUGINS="prompts", **env))) as m:
+        async with lifespan(create_app(make_settings(url, FAAS_PLUGINS="prompts", **env))) as m:
             yield m.app
 
 
@@ -104,7 +104,7 @@ async def test_a_connection_lost_under_a_query_is_503(own_server: tuple[Path, st
     plugin = bare_plugin("slow", lambda: [api_route("GET", "/", slow, "Slow", auth="none")])
     data, url = own_server
     app = create_app(make_settings(url, FAAS_PLUGINS="slow"), plugins=[*discover(), plugin])
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         call = asyncio.create_task(c.get("/api/v1/slow"))
 
         async def sleeping() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-from asgi_lifespan import LifespanManager
 
 from app.db import plain_url
 from app.main import create_app
 from app.plugin_kit import LocalDescription, PluginInfo, PluginService, Readiness
 from app.plugins import Plugin, PluginContext, ServiceKey, discover
 from tests.conftest import asgi_client, make_settings
+from tests.lifespan import lifespan
 
 PUBLIC_KEYS = {"ok", "mode", "breaker", "status", "error", "latency_ms"}
 
@@ -53,7 +53,7 @@ async def test_a_burst_of_ready_calls_costs_the_database_one_check(database_url:
         "CREATE VIEW alembic_version AS SELECT version_num FROM alembic_version_stored WHERE nextval('reads') > 0",
     )
     rows = await _sql(database_url, "SELECT count(*) FROM alembic_version_stored")  # a row per migration branch
-    async with LifespanManager(create_app(make_settings(database_url))) as m, asgi_client(m.app) as c:
+    async with lifespan(create_app(make_settings(database_url))) as m, asgi_client(m.app) as c:
         before = await _sql(database_url, "SELECT last_value FROM reads")
         answers = await asyncio.gather(*(c.get("/health/ready") for _ in range(200)))
         reads = (await _sql(database_url, "SELECT last_value FROM reads") - before) / rows
@@ -83,7 +83,7 @@ def _unready_plugin() -> Plugin[PluginService]:
 
 async def test_an_in_process_plugin_that_is_not_ready_makes_the_process_unready(database_url: str) -> None:
     settings = make_settings(database_url, FAAS_PLUGINS="prompts,unready")
-    async with LifespanManager(create_app(settings, plugins=[*discover(), _unready_plugin()])) as m:
+    async with lifespan(create_app(settings, plugins=[*discover(), _unready_plugin()])) as m:
         async with asgi_client(m.app) as c:
             r = await c.get("/health/ready")
     assert r.status_code == 503, r.text

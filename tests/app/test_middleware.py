@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app import context
 from app.logs import JsonFormatter
 from app.main import create_app
 from tests.conftest import ADMIN_KEY, asgi_client, make_settings, serve_app
 from tests.harness import bare_plugin
+from tests.lifespan import lifespan
 
 
 async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
@@ -52,7 +52,7 @@ async def test_bad_traceparent_starts_a_new_trace(client: httpx.AsyncClient) -> 
 @pytest.fixture
 async def small_app(database_url: str) -> AsyncIterator[Any]:
     app = create_app(make_settings(database_url, FAAS_MAX_BODY_BYTES="2048"))
-    async with LifespanManager(app) as m:
+    async with lifespan(app) as m:
         yield m.app
 
 
@@ -142,7 +142,7 @@ async def test_no_header_value_is_a_500(database_url: str) -> None:
     """Any route, with or without auth: a header parsed as a number, a trace or a request id is 4xx at worst
     (a 400-digit X-Faas-Deadline-Ms or X-Faas-Timestamp was a 500 on every route)."""
     app = create_app(make_settings(database_url, FAAS_INTERNAL_SECRET="test-internal-secret-0123456789"))
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         for hostile in HOSTILE_HEADERS:
             raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hostile.items()]
             for path in ("/health/live", "/health/ready", "/api/v1/prompts", "/api/v1/admin/tenants", "/v1/models"):
@@ -153,7 +153,7 @@ async def test_no_header_value_is_a_500(database_url: str) -> None:
 async def test_access_log_is_json_with_the_request_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(make_settings(database_url, FAAS_ACCESS_LOG="on"))
     with caplog.at_level(logging.INFO, logger="faas.access"):
-        async with LifespanManager(app) as m, asgi_client(m.app) as c:
+        async with lifespan(app) as m, asgi_client(m.app) as c:
             await c.get("/health/live", headers={"x-request-id": "req-42"})
     records = [r for r in caplog.records if r.name == "faas.access"]
     assert records, "no access log line"
@@ -176,7 +176,7 @@ async def test_unexpected_error_is_500_problem_without_trace(database_url: str) 
 
     plugin = bare_plugin("boom", lambda: [api_route("GET", "/x", boom, "Boom", auth="none")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="boom"), plugins=[*discover(), plugin])
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         r = await c.get("/api/v1/boom/x")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret internals" not in r.text and "Traceback" not in r.text and r.json()["request_id"]
@@ -248,7 +248,7 @@ async def test_a_value_postgresql_refuses_is_422_not_500(database_url: str) -> N
 
     plugin = bare_plugin("scratch", lambda: [api_route("POST", "/", store, "Store", auth="none")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="scratch"), plugins=[*discover(), plugin])
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         for bad in ("a\x00b", "big"):
             r = await c.post("/api/v1/scratch", params={"v": bad})
             assert r.status_code == 422, r.text

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from asgi_lifespan import LifespanManager
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +15,7 @@ from app.routing import api_route, json_response
 from app.settings import BUILTIN_PLUGINS, ConfigError, Settings
 from tests.conftest import asgi_client, make_settings, new_tenant
 from tests.harness import Deployment, deploy
+from tests.lifespan import lifespan
 
 
 @asynccontextmanager
@@ -81,7 +81,7 @@ def test_mode_for_an_uninstalled_plugin_fails() -> None:
 
 async def test_faas_plugins_selects_what_is_mounted(database_url: str) -> None:
     app = create_app(make_settings(database_url, FAAS_PLUGINS="prompts"))
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         doc = (await c.get("/openapi.json")).json()
     assert any(p.startswith("/api/v1/prompts") for p in doc["paths"])
     assert not any(p.startswith("/api/v1/rag") for p in doc["paths"])
@@ -95,7 +95,7 @@ async def test_a_third_party_plugin_mounts_like_a_builtin(database_url: str) -> 
 
     third = Plugin(key=hello_key, direct=_service, routes=lambda: [api_route("GET", "/greet", hello, "Greet")])
     app = create_app(make_settings(database_url, FAAS_PLUGINS="hello"), plugins=[*discover(), third])
-    async with LifespanManager(app) as m, asgi_client(m.app) as c:
+    async with lifespan(app) as m, asgi_client(m.app) as c:
         assert (await c.get("/api/v1/hello/greet")).status_code == 401
         from tests.conftest import ADMIN_KEY
 

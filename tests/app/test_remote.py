@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.main import create_app
 from app.plugins import discover
@@ -31,6 +30,7 @@ from tests.conftest import (
     serve_app,
 )
 from tests.harness import Deployment, Mode, Served, deploy
+from tests.lifespan import lifespan
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -207,7 +207,7 @@ async def test_ready_reports_the_upstream_and_its_breaker_and_stays_200_while_it
         front = create_app(
             make_settings(database_url, **base, **remote_env(("echo",), url)), plugins=[*discover(), echo_plugin(cues)]
         )
-        async with LifespanManager(front) as m, asgi_client(m.app) as c:
+        async with lifespan(front) as m, asgi_client(m.app) as c:
             r = await c.get("/health/ready")
             assert r.status_code == 200, r.text
             check = r.json()["checks"]["plugins"]["echo"]
@@ -243,7 +243,7 @@ async def test_remote_mode_without_a_reachable_upstream_is_503_not_500(database_
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, **remote_env(("rag",), dead), "FAAS_RAG_CLIENT_RETRIES": "1"}
     env["FAAS_RAG_CLIENT_BACKOFF_BASE"] = "0.01"
-    async with LifespanManager(create_app(make_settings(database_url, **env))) as m:
+    async with lifespan(create_app(make_settings(database_url, **env))) as m:
         async with asgi_client(m.app, authorization=f"Bearer {ADMIN_KEY}") as admin:
             tenant = await new_tenant(admin)
         async with asgi_client(m.app, authorization=f"Bearer {tenant['api_key']}") as c:

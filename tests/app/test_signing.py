@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.errors import UNAVAILABLE_HEADER, DeploymentUnavailable
 from app.main import create_app
@@ -22,6 +21,7 @@ from app.replay import MemoryReplayGuard
 from app.signing import canonical_target, new_nonce, sign
 from tests.app.echo_plugin import Cues, echo_plugin
 from tests.conftest import ADMIN_KEY, INTERNAL_SECRET, asgi_client, eventually, make_settings, new_tenant
+from tests.lifespan import lifespan
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -31,7 +31,7 @@ PATH = "/api/v1/rag/-/info"
 @pytest.fixture
 async def signed_app(database_url: str) -> AsyncIterator[Any]:
     app = create_app(make_settings(database_url, FAAS_INTERNAL_SECRET=INTERNAL_SECRET))
-    async with LifespanManager(app) as m:
+    async with lifespan(app) as m:
         yield m.app
 
 
@@ -119,7 +119,7 @@ async def test_request_id_and_path_are_bound(signed_app: Any) -> None:
 
 async def test_tampered_body_is_401(database_url: str) -> None:
     settings = make_settings(database_url, FAAS_INTERNAL_SECRET=INTERNAL_SECRET, FAAS_PLUGINS="echo")
-    async with LifespanManager(create_app(settings, plugins=[echo_plugin(Cues())])) as m:
+    async with lifespan(create_app(settings, plugins=[echo_plugin(Cues())])) as m:
         tenant = await a_tenant(m.app)
         path = "/api/v1/echo/fail"
         body = orjson.dumps({"kind": "not_found", "detail": "reached the service"})
@@ -197,8 +197,8 @@ async def test_a_replay_is_refused_by_the_replicas_that_share_the_memory(databas
     if shared == "redis":
         env["REDIS_URL"] = REDIS_URL
     async with (
-        LifespanManager(create_app(make_settings(database_url, **env))) as one,
-        LifespanManager(create_app(make_settings(database_url, **env))) as two,
+        lifespan(create_app(make_settings(database_url, **env))) as one,
+        lifespan(create_app(make_settings(database_url, **env))) as two,
     ):
         tenant = await a_tenant(one.app)
         headers = signed(tenant)
@@ -214,7 +214,7 @@ async def test_without_redis_each_replica_still_refuses_replays(database_url: st
         dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
     env = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET, "REDIS_URL": dead, "FAAS_PLUGINS": "prompts"}
     path = "/api/v1/prompts/-/info"
-    async with LifespanManager(create_app(make_settings(database_url, **env))) as m:
+    async with lifespan(create_app(make_settings(database_url, **env))) as m:
         tenant = await a_tenant(m.app)
         headers = signed(tenant, target=path)
         assert (await get(m.app, headers, path)).status_code == 200
@@ -249,7 +249,7 @@ async def test_memory_of_signed_calls_is_bounded_and_forgets_what_went_stale() -
 async def echo_app(database_url: str) -> AsyncIterator[tuple[Any, Cues]]:
     cues = Cues()
     settings = make_settings(database_url, FAAS_INTERNAL_SECRET=INTERNAL_SECRET, FAAS_PLUGINS="echo")
-    async with LifespanManager(create_app(settings, plugins=[echo_plugin(cues)])) as m:
+    async with lifespan(create_app(settings, plugins=[echo_plugin(cues)])) as m:
         yield m.app, cues
 
 

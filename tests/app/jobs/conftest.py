@@ -19,7 +19,7 @@ from tests.harness import deploy
 
 # Stopping an app lets running jobs finish for 1 s only. The stall window keeps its 30 s default here: a busy machine
 # must not make a live in-process worker look dead (the killed-worker test shortens it for its own processes).
-FAST = {"FAAS_JOBS_SHUTDOWN_SECONDS": "1"}
+FAST = {"FAAS_JOBS_SHUTDOWN_SECONDS": "1", "FAAS_JOBS_WORKER": "on"}
 
 
 @pytest.fixture

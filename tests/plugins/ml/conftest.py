@@ -23,7 +23,7 @@ def deploy_plugins() -> tuple[str, ...]:
 
 @pytest.fixture
 def deploy_env() -> dict[str, str]:
-    return {"FAAS_JOBS_SHUTDOWN_SECONDS": "1"}
+    return {"FAAS_JOBS_SHUTDOWN_SECONDS": "1", "FAAS_JOBS_WORKER": "on"}
 
 
 def iris_rows() -> list[dict[str, Any]]:

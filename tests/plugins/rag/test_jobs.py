@@ -11,7 +11,7 @@ from tests.plugins.rag.test_api import ANIMALS
 
 
 async def test_a_large_batch_is_indexed_by_a_job(deploy_app: Deployer) -> None:
-    async with deploy_app(env={"FAAS_RAG_SYNC_MAX_CHUNKS": "2"}) as d:
+    async with deploy_app(env={"FAAS_RAG_SYNC_MAX_CHUNKS": "2", "FAAS_JOBS_WORKER": "on"}) as d:
         _, api = await d.api()
         coll = (await new_collection(api))["id"]
         r = await api.post(f"{URL}/{coll}/documents", json=ANIMALS[:2])
