@@ -5,7 +5,7 @@ They subclass the foundation's classes, so a remote caller rebuilds the same cla
 
 from __future__ import annotations
 
-from app.errors import Conflict, InvalidInput, MalformedRequest, ServiceError
+from app.errors import Conflict, InvalidInput, MalformedRequest, UpstreamFailed
 
 
 class BadTensor(MalformedRequest):
@@ -27,7 +27,9 @@ class ConversionFailed(InvalidInput):
     slug, title = "conversion-failed", "Model conversion failed"
 
 
-class TrainingFailed(ServiceError):
-    """A training run stopped: past its time limit, or its process failed (a training job fails with this)."""
+class TrainingFailed(UpstreamFailed):
+    """A training run stopped: past its time limit, or its process failed (a training job fails with this).
+
+    A subclass of an existing class, so that an unknown problem with its status still maps to the general class."""
 
     slug, title = "training-failed", "Training failed"
