@@ -113,7 +113,7 @@ async def test_admin_api_is_closed_without_admin_key(database_url: str) -> None:
     from app.settings import Settings
     from tests.lifespan import lifespan
 
-    app = create_app(Settings.from_env({"DATABASE_URL": database_url}))
+    app = create_app(Settings.from_env({"DATABASE_URL": database_url, "FAAS_JOBS_WORKER": "off"}))
     async with lifespan(app) as m, asgi_client(m.app, authorization="Bearer anything-at-all-here") as c:
         r = await c.post("/api/v1/admin/tenants", json={"name": "x"})
     assert r.status_code == 403 and "FAAS_ADMIN_KEY" in r.json()["detail"]
