@@ -95,19 +95,16 @@ def _message(body: bytes) -> str:
     return str(data)[:300]
 
 
-def _transport_error(exc: httpx.HTTPError, where: str) -> ServiceError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+def _transport_error(exc: BaseException, where: str) -> ServiceError:
+    """What a failed call to a provider means, from httpx's or aiohttp's exception: only a timeout after connecting
+    is the provider being slow; anything else is the provider unreachable."""
+    slow = (isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)) or (
+        isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError)
+    )
+    if slow:
         return UpstreamTimeout(f"{where} did not answer in time", extra={"upstream": where})
     # The exception's text names the provider's host (an internal name, for a proxy): the log gets it, the
     # tenant gets the deployment.
-    log.warning("%s is unreachable: %s: %s", where, type(exc).__name__, exc)
-    return UpstreamFailed(f"{where} is unreachable ({type(exc).__name__})", extra={"upstream": where})
-
-
-def _aiohttp_error(exc: BaseException, where: str) -> ServiceError:
-    """`_transport_error` for aiohttp's own exceptions: only a timeout after connecting is the provider being slow."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamTimeout(f"{where} did not answer in time", extra={"upstream": where})
     log.warning("%s is unreachable: %s: %s", where, type(exc).__name__, exc)
     return UpstreamFailed(f"{where} is unreachable ({type(exc).__name__})", extra={"upstream": where})
 
@@ -176,7 +173,7 @@ class HttpUpstream:
                 data = await resp.read()
                 status, resp_headers = resp.status, resp.headers
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _aiohttp_error(exc, where) from None
+            raise _transport_error(exc, where) from None
         return self._parse(status, data, resp_headers, where)
 
     async def get_json(
