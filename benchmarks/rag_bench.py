@@ -246,7 +246,8 @@ async def quality(
         )
     for rrf_k, keyword_weight in sweep:
         totals = [0.0, 0.0]
-        body = {"mode": "hybrid", "top_k": 10, "rrf_k": rrf_k, "weights": {"dense": 1.0, "keyword": keyword_weight}}
+        fusion = {"fusion": "rrf", "rrf_k": rrf_k} if rrf_k else {"fusion": "relative"}
+        body = {"mode": "hybrid", "top_k": 10, **fusion, "weights": {"dense": 1.0, "keyword": keyword_weight}}
         for i, (query, _) in enumerate(corpus):
             r = await api.post(f"{URL}/{coll}/search", json={"query": query, **body})
             r.raise_for_status()
@@ -255,7 +256,8 @@ async def quality(
             totals[1] += rc
         n = len(corpus)
         print(
-            f"[{label}] hybrid rrf_k {rrf_k:3d}, keyword weight {keyword_weight:.1f}: nDCG@10 {totals[0] / n:.3f}  "
+            f"[{label}] hybrid {f'rrf_k {rrf_k:3d}' if rrf_k else 'relative  '}, keyword weight {keyword_weight:.1f}: "
+            f"nDCG@10 {totals[0] / n:.3f}  "
             f"Recall@10 {totals[1] / n:.3f}"
         )
     ref = await asyncio.to_thread(reference_bm25, corpus)
@@ -370,7 +372,8 @@ async def main() -> None:
         async with running_app(url, plugins) as (app, _state, tenant):
             if not args.skip_quality:
                 async with client(app, tenant["api_key"]) as api:
-                    sweep = [(k, w) for k in (10, 30, 60) for w in (1.0, 1.5)] if args.sweep else []
+                    # rrf_k 0 stands for relative score fusion
+                    sweep = [(k, w) for k in (0, 10, 60) for w in (0.7, 1.0, 1.5)] if args.sweep else []
                     if args.corpus in ("man", "all"):
                         await quality(api, man_corpus(args.n, args.doc_words, seed=5), "man", sweep)
                     if args.corpus in ("debian", "all"):
