@@ -131,7 +131,12 @@ def decode(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    results = from_bytes(data)
+    best = results.best()
+    if best is not None:
+        # Single-byte encodings often tie on short text; the Western one is by far the most common among them.
+        tied = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+        best = next((m for m in tied if m.encoding == "cp1252"), best)
     if best is None or (b"\x00" in data[:8192] and not best.encoding.startswith(("utf_16", "utf_32"))):
         raise ParseError("the file is not text in any encoding that could be detected (is it binary?)")
     return _clean(str(best))

@@ -3,7 +3,7 @@ Uploads travel as the same multipart/form-data a client sends."""
 
 from __future__ import annotations
 
-import httpx
+import secrets
 
 from app.jobs import JobStatus
 from app.remote import RemoteService, remote_factory
@@ -12,15 +12,26 @@ from plugins.ingestion.schemas import IngestionJobList, JobsAccepted, Upload, Ur
 CLIENT_DEFAULTS = {"timeout": 120.0, "deadline": 300.0}
 
 
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+
+
 def multipart(collection: str, files: list[Upload]) -> tuple[bytes, str]:
-    """The form body and its content type."""
-    request = httpx.Request(
-        "POST",
-        "http://form.invalid/",
-        data={"collection": collection},
-        files=[("file", (f.filename, f.data, f.content_type or "application/octet-stream")) for f in files],
-    )
-    return request.read(), request.headers["content-type"]
+    """The form body (always multipart, even without files) and its content type."""
+    boundary = secrets.token_hex(16)
+    out = bytearray()
+    parts = [('name="collection"', None, collection.encode())]
+    parts += [
+        (f'name="file"; filename="{_quoted(f.filename)}"', f.content_type or "application/octet-stream", f.data)
+        for f in files
+    ]
+    for disposition, ctype, data in parts:
+        out += f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n".encode()
+        if ctype is not None:
+            out += f"Content-Type: {_quoted(ctype)}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
 class RemoteIngestionService(RemoteService):
