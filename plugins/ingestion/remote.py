@@ -20,7 +20,7 @@ def multipart(collection: str, files: list[Upload]) -> tuple[bytes, str]:
     """The form body (always multipart, even without files) and its content type."""
     boundary = secrets.token_hex(16)
     out = bytearray()
-    parts = [('name="collection"', None, collection.encode())]
+    parts: list[tuple[str, str | None, bytes]] = [('name="collection"', None, collection.encode())]
     parts += [
         (f'name="file"; filename="{_quoted(f.filename)}"', f.content_type or "application/octet-stream", f.data)
         for f in files
