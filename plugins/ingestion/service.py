@@ -113,6 +113,20 @@ class DirectIngestionService:
             cursor = page.next_cursor
         raise NotFound(f"no rag collection has the id or name {ref!r}")
 
+    async def _still_there(self, tenant_id: str, collection_id: str, job_id: str, status: str, doc: str) -> bool:
+        """Whether a job with the same content stands for it: it is still to run, or the document it wrote is in
+        the collection with that content (it may have been deleted or replaced since)."""
+        if status != "succeeded":
+            return True
+        try:
+            found = await self.services.get(RAG).get_document(
+                tenant_id=tenant_id, collection_id=collection_id, document_id=doc
+            )
+        except NotFound:
+            return False
+        job = await self._jobs.get_job(tenant_id=tenant_id, job_id=job_id)
+        return bool(job.result) and found.metadata.get("sha256") == job.result.get("sha256")
+
     async def _accept(
         self,
         *,
@@ -127,7 +141,7 @@ class DirectIngestionService:
         digest = None if content is None else await sha256(content)
         if digest is not None:
             same = await self.store.find_same_content(tenant_id=tenant_id, collection_id=collection_id, sha256=digest)
-            if same is not None:
+            if same is not None and await self._still_there(tenant_id, collection_id, *same):
                 return JobAccepted(
                     id=same[0],
                     status=same[1],  # type: ignore[arg-type]

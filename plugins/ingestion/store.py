@@ -93,15 +93,18 @@ class IngestionStore:
             },
         )
 
-    async def find_same_content(self, *, tenant_id: str, collection_id: str, sha256: str) -> tuple[str, str] | None:
-        """(job id, status) of the newest job that has this content for this collection and did not fail."""
+    async def find_same_content(
+        self, *, tenant_id: str, collection_id: str, sha256: str
+    ) -> tuple[str, str, str] | None:
+        """(job id, status, document id) of the newest job that has this content for this collection and did not
+        fail."""
         row = await self.db.fetch_one(
-            "SELECT s.job_id, j.status FROM ingestion_sources s JOIN jobs j ON j.id = s.job_id "
+            "SELECT s.job_id, j.status, s.document_id FROM ingestion_sources s JOIN jobs j ON j.id = s.job_id "
             "WHERE s.tenant_id = :t AND s.collection_id = :c AND s.sha256 = :h "
             "AND j.status NOT IN ('failed', 'cancelled') ORDER BY s.job_id DESC LIMIT 1",
             {"t": tenant_id, "c": collection_id, "h": sha256},
         )
-        return None if row is None else (row["job_id"], row["status"])
+        return None if row is None else (row["job_id"], row["status"], row["document_id"])
 
     async def get_source(self, *, tenant_id: str, job_id: str) -> tuple[SourceRow, bytes | None] | None:
         row = await self.db.fetch_one(

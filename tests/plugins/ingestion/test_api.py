@@ -127,6 +127,11 @@ async def test_same_content_is_not_ingested_twice_and_a_changed_source_replaces_
         assert [c["text"] for c in await chunks(api, coll, doc)] == [v2]
         info = (await api.get(f"{RAG}/{coll}")).json()
         assert info["document_count"] == 1 and info["chunk_count"] == 1
+        # Once the document is deleted from the collection, the same content is ingested again.
+        assert (await api.delete(f"{RAG}/{coll}/documents/{doc}")).status_code == 204
+        [fresh] = await upload(api, coll, ("handbook.md", v2.encode()))
+        assert not fresh["duplicate"] and fresh["id"] != second["id"]
+        assert (await finished(api, fresh["id"]))["result"]["chunk_count"] == 1
 
 
 async def test_jobs_are_listed_per_tenant_and_collection(deploy_app: Deployer) -> None:
