@@ -4,10 +4,10 @@ Revision ID: 0010_ingestion
 Revises: 0009_cache_semantic_hnsw
 
 One row per job (`job_id` unique): the upload is stored here, in the same transaction that queues the job, before
-the 202, so a worker on any replica can process it and a crash loses nothing acknowledged. `sha256` is the content's
-hash (NULL for a URL until fetched): the same content sent again to the same collection finds the job that has it
-(`ix_ingestion_sources_hash`). `source_key` names the document (the file name or the URL): the same source with
-changed content replaces that document in the collection.
+the 202, so a worker on any replica can process it and a crash loses nothing acknowledged; the bytes are released
+once the document is stored. `sha256` is the content's hash (NULL for a URL until fetched): the same content sent
+again to the same collection finds the job that has it (`ix_ingestion_sources_hash`). `source_key` names the
+document (the file name or the URL): the same source with changed content replaces that document in the collection.
 """
 
 from __future__ import annotations

@@ -81,6 +81,22 @@ class Ingestion:
         source, content = found
         content_type = source.content_type
         digest = source.sha256
+        if content is None and source.kind == "upload":
+            # The bytes are released once a run has stored the document; a run after that (its worker died
+            # between the two) finds the document written.
+            previous = await self._previous(source.document_id, source.collection_id)
+            if previous is None or previous.get("sha256") != digest:
+                raise NotFound("the upload's bytes are gone and its document is not in the collection")
+            return {
+                "document_id": source.document_id,
+                "collection_id": source.collection_id,
+                "format": previous.get("format"),
+                "pages": previous.get("pages", 1),
+                "sha256": digest,
+                "chunk_count": previous.get("chunks", 0),
+                "parts": previous.get("parts", 1),
+                "unchanged": True,
+            }
         if content is None:
             await self.ctx.progress("fetching", 0)
             try:
@@ -120,6 +136,7 @@ class Ingestion:
             "sha256": digest,
         }
         if previous is not None and previous.get("sha256") == digest:
+            await self.service.store.release_content(tenant_id=self.tenant, job_id=self.ctx.job.id)
             return {
                 **summary,
                 "chunk_count": previous.get("chunks", 0),
@@ -175,6 +192,7 @@ class Ingestion:
                 await rag.delete_document(tenant_id=self.tenant, collection_id=coll.id, document_id=f"{base}~{k}")
             except NotFound:
                 pass
+        await self.service.store.release_content(tenant_id=self.tenant, job_id=self.ctx.job.id)
         return {**summary, "chunk_count": len(chunks), "parts": len(groups), "unchanged": False}
 
     async def _previous(self, base: str, collection_id: str) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 
 Invariants: every query filters on the tenant; a source row and its job are written in one transaction (the caller
 enqueues inside `db.transaction()`), so neither exists without the other; an upload's bytes are in the row before
-the job can start. The list joins the core's `jobs` table for the status a tenant sees.
+the job can start, and released once its document is stored (a URL source refetches if run again). The list joins
+the core's `jobs` table for the status a tenant sees.
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ class IngestionStore:
             "UPDATE ingestion_sources SET content = :b, sha256 = :h, size = :n, content_type = :ct "
             "WHERE tenant_id = :t AND job_id = :j",
             {"b": content, "h": sha256, "n": len(content), "ct": content_type, "t": tenant_id, "j": job_id},
+        )
+
+    async def release_content(self, *, tenant_id: str, job_id: str) -> None:
+        """Drop the stored bytes once the document is in its collection (the hash and size stay)."""
+        await self.db.execute(
+            "UPDATE ingestion_sources SET content = NULL WHERE tenant_id = :t AND job_id = :j",
+            {"t": tenant_id, "j": job_id},
         )
 
     async def list_jobs(

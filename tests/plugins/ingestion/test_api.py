@@ -3,6 +3,9 @@ citations, corrupt files, idempotence, replacement, the list route and tenant is
 
 from __future__ import annotations
 
+import asyncpg
+
+from app.db import plain_url
 from tests.conftest import Deployer
 from tests.plugins.ingestion.conftest import RAG, URL, chunks, finished, ingested, new_collection, upload
 from tests.plugins.ingestion.documents import CSV, HTML, JSON, MARKDOWN, docx, pdf
@@ -103,7 +106,7 @@ async def test_a_corrupt_or_unsupported_file_fails_its_job_with_a_reason(deploy_
 
 
 async def test_same_content_is_not_ingested_twice_and_a_changed_source_replaces_its_document(
-    deploy_app: Deployer,
+    deploy_app: Deployer, database_url: str
 ) -> None:
     async with deploy_app() as d:
         _, api = await d.api()
@@ -112,6 +115,15 @@ async def test_same_content_is_not_ingested_twice_and_a_changed_source_replaces_
         first = await ingested(api, "docs", "handbook.md", v1.encode())
         assert first["result"]["chunk_count"] == 150 and first["result"]["parts"] == 2
         doc = first["result"]["document_id"]
+        # The upload's bytes were stored until the document was; then only their hash and size stay.
+        conn = await asyncpg.connect(plain_url(database_url))
+        try:
+            row = await conn.fetchrow(
+                "SELECT content, sha256, size FROM ingestion_sources WHERE job_id = $1", first["id"]
+            )
+        finally:
+            await conn.close()
+        assert row["content"] is None and row["sha256"] == first["result"]["sha256"] and row["size"] == len(v1.encode())
         # The same bytes again, under the same name or another: the job that has them answers.
         [again] = await upload(api, coll, ("handbook.md", v1.encode()))
         [renamed] = await upload(api, coll, ("copy.md", v1.encode()))
