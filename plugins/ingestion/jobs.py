@@ -1,9 +1,10 @@
 """The `ingestion.document` job: fetch (URLs), parse, chunk, embed and store one document in its rag collection.
 
-Parsing and chunking run in a worker thread under a time limit; a document that cannot be parsed fails its job
-with the parser's reason and never takes the worker down. Embeddings come from the gateway's interface in batches
-(the `embedding` stage's percentage), with a few retries on a transient failure; the chunks, each with its vector,
-page and heading path, go to the rag plugin through its interface (`add_documents`).
+Parsing runs in a child process under a time limit (plugins/ingestion/processes.py), chunking in a thread; a
+document that cannot be parsed fails its job with the parser's reason and never takes the worker down. Embeddings
+come from the gateway's interface in batches (the `embedding` stage's percentage), with a few retries on a
+transient failure; the chunks, each with its vector, page and heading path, go to the rag plugin through its
+interface (`add_documents`).
 
 A document of more chunks than one rag call takes is written as parts `<id>~1`, `<id>~2`, ... and then `<id>`
 itself last: `<id>`'s metadata (`sha256`, `parts`) marks the write complete. Running the job again (its worker
@@ -25,7 +26,7 @@ from plugins.gateway.interface import GATEWAY
 from plugins.ingestion.chunking import Chunk, chunk_blocks
 from plugins.ingestion.fetch import FetchRefused, fetch, system_resolver
 from plugins.ingestion.interface import INGESTION
-from plugins.ingestion.parsers import Parsed, ParseError, parse
+from plugins.ingestion.parsers import Parsed, ParseError
 from plugins.rag.interface import RAG, CollectionPublic, DocumentIn
 
 T = TypeVar("T")
@@ -116,14 +117,11 @@ class Ingestion:
         await self.ctx.progress("parsing", 10)
         name = _parse_name(source.filename, source.url)
         try:
-            async with asyncio.timeout(self.config.parse_timeout_seconds):
-                parsed: Parsed = await asyncio.to_thread(parse, content, filename=name, content_type=content_type)
+            parsed: Parsed = await self.service.parsers.parse(
+                content, filename=name, content_type=content_type, limit=self.config.parse_timeout_seconds
+            )
         except ParseError as exc:
             raise InvalidInput(f"{name or 'the document'}: {exc}") from None
-        except TimeoutError:
-            raise InvalidInput(
-                f"{name or 'the document'}: parsing took longer than {self.config.parse_timeout_seconds:g} s"
-            ) from None
         rag = self.ctx.services.get(RAG)
         coll = await rag.get_collection(tenant_id=self.tenant, collection_id=source.collection_id)
         base = source.document_id

@@ -20,6 +20,7 @@ from app.plugins import PluginContext, Services
 from plugins.ingestion.config import IngestionConfig
 from plugins.ingestion.fetch import FetchPolicy, FetchRefused, check_url
 from plugins.ingestion.parsers import FORMATS
+from plugins.ingestion.processes import ParserProcesses
 from plugins.ingestion.schemas import (
     IngestionJobList,
     IngestionJobPublic,
@@ -77,6 +78,7 @@ class DirectIngestionService:
         self.services: Services = ctx.services
         self._jobs: JobQueue = ctx.jobs
         self._about = about
+        self.parsers = ParserProcesses()
 
     async def describe(self) -> PluginInfo:
         return self._about.info()
