@@ -119,14 +119,12 @@ async def run(args: argparse.Namespace) -> None:
                         job_ids += [j["id"] for j in r.json()["jobs"]]
                     accepted = time.perf_counter() - started
                     results: dict[str, Any] = {}
-                    while len(results) < len(job_ids):
-                        for jid in job_ids:
-                            if jid in results:
-                                continue
-                            job = (await api.get(f"/api/v1/jobs/{jid}")).json()
+                    while len(results) < len(job_ids):  # one list request a poll: the clock is the worker's
+                        await asyncio.sleep(0.25)
+                        listed = (await api.get("/api/v1/ingestion/jobs", params={"limit": 100})).json()["data"]
+                        for job in listed:
                             if job["status"] in ("succeeded", "failed", "cancelled"):
-                                results[jid] = job
-                        await asyncio.sleep(0.2)
+                                results[job["id"]] = job
                     elapsed = time.perf_counter() - started
                     failed = [j for j in results.values() if j["status"] != "succeeded"]
                     chunks = sum(j["result"]["chunk_count"] for j in results.values() if j["status"] == "succeeded")

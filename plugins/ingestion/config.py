@@ -35,6 +35,9 @@ class IngestionConfig(SettingsGroup):
         default=120.0, gt=0, le=3600, description="Time parsing one document may take before its job fails"
     )
     embed_batch: int = Field(default=64, ge=1, le=2048, description="Chunks per embedding call to the gateway")
+    embed_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Embedding calls one job keeps in flight (the local model: one core each)"
+    )
 
     @field_validator("fetch_hosts")
     @classmethod

@@ -203,18 +203,27 @@ class Ingestion:
         return dict(page.metadata)
 
     async def _embed(self, coll: CollectionPublic, texts: list[str]) -> list[list[float]]:
+        """Vectors in order, `embed_concurrency` gateway calls in flight (the local model computes one text per
+        thread, so one call uses one core), in batches of at most `embed_batch`."""
         gateway = self.ctx.services.get(GATEWAY)
-        batch = self.config.embed_batch
-        vectors: list[list[float]] = []
-        for i in range(0, len(texts), batch):
-            self.ctx.raise_if_cancelled()
-            await self.ctx.progress("embedding", 30 + 60 * i / max(len(texts), 1))
-            part = texts[i : i + batch]
-            vectors += await _retrying(
-                lambda part=part: gateway.embed_texts(  # type: ignore[misc]
-                    tenant_id=self.tenant, texts=part, model=coll.embedding_model
+        lanes = self.config.embed_concurrency
+        batch = max(1, min(self.config.embed_batch, -(-len(texts) // lanes)))
+        starts = list(range(0, len(texts), batch))
+        results: dict[int, list[list[float]]] = {}
+        gate = asyncio.Semaphore(lanes)
+
+        async def one(i: int) -> None:
+            async with gate:
+                self.ctx.raise_if_cancelled()
+                part = texts[i : i + batch]
+                results[i] = await _retrying(
+                    lambda: gateway.embed_texts(tenant_id=self.tenant, texts=part, model=coll.embedding_model)
                 )
-            )
+                await self.ctx.progress("embedding", 30 + 60 * len(results) / len(starts))
+
+        await self.ctx.progress("embedding", 30)
+        await asyncio.gather(*(one(i) for i in starts))
+        vectors = [v for i in starts for v in results[i]]
         if any(len(v) != coll.dimensions for v in vectors):
             raise UpstreamFailed(
                 f"the gateway's model {coll.embedding_model!r} returned vectors of another dimension than the "
