@@ -7,8 +7,10 @@ gateway's local all-MiniLM-L6-v2 computes every embedding, nothing is downloaded
   (the NAME line's summary, "list directory contents", is the query; the DESCRIPTION section, its first
   `--doc-words` words, is its one relevant document). `debian`: the installed packages' descriptions in
   /var/lib/dpkg/status (short description = query, long description = document; apt's own lists here carry no
-  long descriptions). Documents are added 100 a call (chunk size 2000 words: one chunk per document, so BM25
-  scores whole documents like the reference), then every query is searched in each mode (top 10).
+  long descriptions; 759 packages are installed here). `pydoc`: docstrings of this Python's standard library and
+  installed packages (summary line = query, the paragraphs after it = document). Documents are added 100 a call
+  (chunk size 2000 words: one chunk per document, so BM25 scores whole documents like the reference), then every
+  query is searched in each mode (top 10).
   The reference BM25 is bm25s (Lucene IDF, k1 1.2, b 0.75, English stop words, Snowball stemmer from PyStemmer)
   on the same documents, installed as the `bench` extra; without it that line is skipped.
 - add rate: documents per second for the corpus above, end to end (HTTP, chunking, embedding, indexing).
@@ -19,18 +21,20 @@ gateway's local all-MiniLM-L6-v2 computes every embedding, nothing is downloaded
   every search is filtered by tenant and collection, as every search is.
 
     .venv/bin/pip install -e '.[bench]'   # bm25s + PyStemmer, for the reference line
-    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian|both] [--n 3000] [--chunks 100000] [--sweep]
+    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian|pydoc|all] [--n 3000] [--chunks 100000] [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import gzip
 import math
 import random
 import re
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -133,6 +137,36 @@ def debian_corpus(n: int, seed: int) -> list[tuple[str, str]]:
         body = " ".join(x.strip() for x in long.splitlines() if x.strip() != ".")
         if short and len(body.split()) >= 10 and short.lower() not in pairs:
             pairs[short.lower()] = (short, body)
+    items = list(pairs.values())
+    random.Random(seed).shuffle(items)
+    return items[:n]
+
+
+def pydoc_corpus(n: int, seed: int) -> list[tuple[str, str]]:
+    """Docstrings of the Python this runs on (its standard library and this environment's packages): a function's,
+    class's or module's summary line is the query, the paragraphs after it the document."""
+    paths = sysconfig.get_paths()
+    roots = [Path(paths["stdlib"]), Path(paths["purelib"])]
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "ensurepip", "_vendor", "pip"}
+    skip.add("setuptools")
+    pairs: dict[str, tuple[str, str]] = {}
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if skip & set(path.relative_to(root).parts):
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            except (SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                doc = ast.get_docstring(node) if isinstance(node, kinds) else None
+                if not doc:
+                    continue
+                head, _, rest = doc.strip().partition("\n\n")
+                short, body = " ".join(head.split()), " ".join(rest.split())
+                if 3 <= len(short.split()) <= 20 and len(body.split()) >= 20 and short.lower() not in pairs:
+                    pairs[short.lower()] = (short, body)
     items = list(pairs.values())
     random.Random(seed).shuffle(items)
     return items[:n]
@@ -318,7 +352,7 @@ async def scale(app: Any, admin_key: str, chunks: int, small: int, queries: int)
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--corpus", choices=("man", "debian", "both"), default="both")
+    parser.add_argument("--corpus", choices=("man", "debian", "pydoc", "all"), default="all")
     parser.add_argument("--n", type=int, default=3000, help="documents (and queries) of the quality set")
     parser.add_argument("--doc-words", type=int, default=200, help="words of a man page's DESCRIPTION kept")
     parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the table for the latency runs")
@@ -337,10 +371,12 @@ async def main() -> None:
             if not args.skip_quality:
                 async with client(app, tenant["api_key"]) as api:
                     sweep = [(k, w) for k in (10, 30, 60) for w in (1.0, 1.5)] if args.sweep else []
-                    if args.corpus in ("man", "both"):
+                    if args.corpus in ("man", "all"):
                         await quality(api, man_corpus(args.n, args.doc_words, seed=5), "man", sweep)
-                    if args.corpus in ("debian", "both"):
+                    if args.corpus in ("debian", "all"):
                         await quality(api, debian_corpus(args.n, seed=5), "debian", sweep)
+                    if args.corpus in ("pydoc", "all"):
+                        await quality(api, pydoc_corpus(args.n, seed=5), "pydoc", sweep)
             if not args.skip_scale:
                 from benchmarks._app import ADMIN_KEY
 
