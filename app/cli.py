@@ -1,4 +1,4 @@
-"""The `faas` command: serve, run a job worker, migrate, and tenant and API-key administration.
+"""The `faas` command: serve, run a job worker, migrate, tenant and API-key administration, and ingest files.
 
 Configuration errors end the program before it serves, with one line that names the variable and the fix.
 """
@@ -405,6 +405,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from app.cli_ingest import ingest
+
+    if not args.key:
+        return _fail("an API key is needed: pass --key or set FAAS_API_KEY")
+    return ingest(args.paths, collection=args.collection, url=args.url, key=args.key)
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help ends with its default; descriptions keep their line breaks."""
 
@@ -487,6 +495,16 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id (key_…), from `faas keys list`")
     revoke.add_argument("--json", action="store_true", help="print the admin API's key object")
     revoke.set_defaults(func=cmd_keys_revoke)
+    ingest = command(
+        sub, "ingest", "upload files or folders to a running server's ingestion service and follow the jobs"
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders walked for known formats")
+    ingest.add_argument("--collection", required=True, help="the rag collection's id or name")
+    ingest.add_argument(
+        "--url", default=os.environ.get("FAAS_URL", "http://127.0.0.1:8000"), help="the server (or FAAS_URL)"
+    )
+    ingest.add_argument("--key", default=os.environ.get("FAAS_API_KEY", ""), help="a tenant API key (or FAAS_API_KEY)")
+    ingest.set_defaults(func=cmd_ingest)
     return p
 
 

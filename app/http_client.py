@@ -271,6 +271,8 @@ class ServiceHTTPClient:
         method = method.upper()
         if isinstance(json_data, BaseModel):
             body = codec.dump_model(json_data)
+        elif isinstance(json_data, bytes):  # a body encoded by the caller, who sends its Content-Type (a form)
+            body = json_data
         else:
             body = b"" if json_data is None else codec.dumps(json_data)
         sent = dict(headers) if headers is not None else self.get_headers(tenant_id=context.current_tenant_id())

@@ -94,11 +94,10 @@ def build(routes: Sequence[BaseRoute], *, title: str = "Motadata FaaS") -> dict[
             operation["description"] = r.endpoint.__doc__.strip()
         if params:
             operation["parameters"] = params
-        if op.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": keys[(op.body, "validation")]}},
-            }
+        if op.body is not None or op.forms:
+            bodies = {} if op.body is None else {"application/json": {"schema": keys[(op.body, "validation")]}}
+            bodies.update({media: {"schema": form} for media, form in op.forms.items()})
+            operation["requestBody"] = {"required": True, "content": bodies}
         success: dict[str, Any] = {"description": op.summary}
         content: dict[str, Any] = {}
         if op.response is not None:

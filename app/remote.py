@@ -24,7 +24,7 @@ from app.plugins import Factory, PluginContext
 
 M = TypeVar("M", bound=BaseModel)
 S = TypeVar("S")
-Body = BaseModel | dict[str, Any] | list[Any] | None
+Body = BaseModel | dict[str, Any] | list[Any] | bytes | None  # bytes: encoded by the caller (headers name it)
 Params = BaseModel | dict[str, Any] | None
 
 

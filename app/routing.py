@@ -67,6 +67,8 @@ class Operation:
     also: Sequence[int] = ()
     # Success bodies not described by `response`: media type -> JSON Schema, e.g. {"text/plain": {"type": "string"}}.
     content: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Request bodies other than JSON `body` the route also takes: media type -> JSON Schema (a multipart form).
+    forms: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The service-interface methods this route serves (a remote implementation calls them over it); empty means
     # the method named like the endpoint. Checked against each plugin's interface by tests/test_layout.py.
     serves: tuple[str, ...] = ()
