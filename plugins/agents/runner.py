@@ -234,6 +234,8 @@ class RunLoop:
             body["tools"] = definitions
         if config.temperature is not None:
             body["temperature"] = config.temperature
+        if emit is not None:
+            body.update(stream=True, stream_options={"include_usage": True})
         request = ChatCompletionIn.model_validate(body)
         gateway = self.services.get(GATEWAY)
         started, t0 = datetime.now(UTC), time.perf_counter()
@@ -246,8 +248,7 @@ class RunLoop:
                 message = (out.get("choices") or [{}])[0].get("message") or message
                 usage = out.get("usage") or {}
             else:
-                streamed = request.model_copy(update={"stream": True, "stream_options": {"include_usage": True}})
-                message, usage = await _collect(await gateway.stream(tenant_id=run.tenant_id, request=streamed), emit)
+                message, usage = await _collect(await gateway.stream(tenant_id=run.tenant_id, request=request), emit)
         except ServiceError as exc:
             error = exc.detail
         return StepRow(
