@@ -7,13 +7,14 @@ The latest user message is the script, a JSON object:
 - `answer`: the final text (default: "done after <n> tool calls: <last tool result>");
 - `delay`: seconds to wait before every reply; `tokens`: prompt and completion tokens reported per reply.
 Any other text is answered "heard <u> user messages, last: <text>" (u counts the user messages it was given).
-Every request body is kept in `received`.
+Every request body is kept in `received`; while `going` is cleared, replies wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,11 @@ def _text(content: Any) -> str:
 @dataclass
 class ScriptedModel:
     received: list[dict[str, Any]] = field(default_factory=list)
+    # Cleared, replies wait until it is set again (a test holds a run mid-call); the server runs in its own thread.
+    going: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.going.set()
 
     def reply(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int], float]:
         messages = body.get("messages") or []
@@ -65,6 +71,8 @@ class ScriptedModel:
         body = json.loads(await request.body())
         self.received.append(body)
         message, usage, delay = self.reply(body)
+        if not self.going.is_set():
+            await asyncio.to_thread(self.going.wait)
         if delay:
             await asyncio.sleep(delay)
         finish = "tool_calls" if message.get("tool_calls") else "stop"
