@@ -131,10 +131,12 @@ class RunLoop:
         self.guard = guard
         self.tool_timeout = tool_timeout
 
-    async def drive(self, run: RunRow, *, emit: Emit | None = None) -> RunRow | None:
-        """Carry `run` from its last recorded step to its end. The settled run, or None when it had ended already,
-        its agent is gone, or another worker holds it."""
-        agent = await self.agents.load(tenant_id=run.tenant_id, agent_id=run.agent_id)
+    async def drive(self, run: RunRow, *, agent: AgentRow | None = None, emit: Emit | None = None) -> RunRow | None:
+        """Carry `run` from its last recorded step to its end (`agent`: its definition, when the caller has just
+        loaded it). The settled run, or None when it had ended already, its agent is gone, or another worker holds
+        it."""
+        if agent is None:
+            agent = await self.agents.load(tenant_id=run.tenant_id, agent_id=run.agent_id)
         if agent is None:
             return None
         config = AgentConfig.model_validate(agent.config)

@@ -228,13 +228,14 @@ class DirectAgentsService:
         thread_id: str | None,
         background: bool,
         key: str | None,
-    ) -> tuple[RunRow, bool]:
-        """The new run (queued), or the one an earlier request with the same key made; and whether it is new."""
+    ) -> tuple[RunRow, AgentRow, bool]:
+        """The new run (queued), or the one an earlier request with the same key made; its agent; whether it is
+        new."""
         agent = await self._agent(tenant_id, agent_id)
         if key is not None:
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
             if found is not None:
-                return found, False
+                return found, agent, False
         lease = AgentConfig.model_validate(agent.config).max_seconds + LEASE_MARGIN
         try:
             async with self.db.transaction():
@@ -255,8 +256,8 @@ class DirectAgentsService:
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
             if found is None:
                 raise Conflict("a request with this Idempotency-Key is being processed: retry") from None
-            return found, False
-        return row, True
+            return found, agent, False
+        return row, agent, True
 
     async def _settled(self, row: RunRow) -> RunPublic:
         """The run once it has ended (a repeated request waits like the first one did)."""
@@ -269,17 +270,17 @@ class DirectAgentsService:
             row = found
         return await self._public(row)
 
-    async def _wait(self, row: RunRow) -> RunPublic:
+    async def _wait(self, row: RunRow, agent: AgentRow) -> RunPublic:
         """Drive a new run in this request. A request that ends first (the client went away, the server stops)
         ends the run as failed, so its thread is free again."""
-        task = asyncio.ensure_future(self.loop.drive(row))
+        task = asyncio.ensure_future(self.loop.drive(row, agent=agent))
         try:
-            await asyncio.shield(task)
+            settled = await asyncio.shield(task)
         except asyncio.CancelledError:
             task.cancel()
             await asyncio.shield(self._abandon(row.id))
             raise
-        found = await self.runs.get_run(tenant_id=row.tenant_id, run_id=row.id)
+        found = settled or await self.runs.get_run(tenant_id=row.tenant_id, run_id=row.id)
         if found is None:
             raise NotFound(f"run {row.id!r} does not exist (its agent was deleted)")
         return await self._public(found)
@@ -290,10 +291,10 @@ class DirectAgentsService:
     async def _run(
         self, tenant_id: str, agent_id: str, text: str, thread_id: str | None, background: bool, key: str | None
     ) -> RunPublic:
-        row, new = await self._start(tenant_id, agent_id, text, thread_id, background, key)
+        row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, background, key)
         if not new or background:
             return await self._settled(row)
-        return await self._wait(row)
+        return await self._wait(row, agent)
 
     async def execute(
         self, *, tenant_id: str, agent_id: str, request: ExecuteIn, idempotency_key: str | None = None
@@ -310,12 +311,12 @@ class DirectAgentsService:
     async def _stream(
         self, tenant_id: str, agent_id: str, text: str, thread_id: str | None, key: str | None
     ) -> AsyncIterator[bytes]:
-        row, new = await self._start(tenant_id, agent_id, text, thread_id, False, key)
+        row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, False, key)
         if not new:
             return _once(await self._settled(row))
-        return self._events(row)
+        return self._events(row, agent)
 
-    async def _events(self, row: RunRow) -> AsyncIterator[bytes]:
+    async def _events(self, row: RunRow, agent: AgentRow) -> AsyncIterator[bytes]:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
         async def emit(event: str, data: Any) -> None:
@@ -323,7 +324,7 @@ class DirectAgentsService:
 
         async def drive() -> None:
             try:
-                await self.loop.drive(row, emit=emit)
+                await self.loop.drive(row, agent=agent, emit=emit)
             finally:
                 queue.put_nowait(None)
 

@@ -343,7 +343,7 @@ class AgentsStore:
         the job queue are recovered by the queue instead) is marked failed first, so a thread is never stuck."""
         run_id = new_id("run")
         async with self._raw() as raw:
-            if thread_id is None:
+            if thread_id is None:  # a new thread: nothing can be active on it yet
                 thread_id = new_id("thr")
                 await raw.execute(
                     "INSERT INTO agents_threads (id, tenant_id, agent_id) VALUES ($1, $2, $3)",
@@ -351,28 +351,8 @@ class AgentsStore:
                     tenant_id,
                     agent_id,
                 )
-            found = await raw.fetchrow(
-                "SELECT id FROM agents_threads WHERE id = $1 AND tenant_id = $2 AND agent_id = $3 FOR UPDATE",
-                thread_id,
-                tenant_id,
-                agent_id,
-            )
-            if found is None:
-                raise NotFound(f"thread {thread_id!r} does not exist")
-            await raw.execute(
-                "UPDATE agents_runs SET status = 'failed', error = 'the replica running it stopped before it ended', "
-                "finished_at = now(), updated_at = now() WHERE thread_id = $1 AND status = 'running' "
-                "AND NOT background AND lease_until < now()",
-                thread_id,
-            )
-            active = await raw.fetchval(
-                "SELECT id FROM agents_runs WHERE thread_id = $1 AND status IN ('queued', 'running')", thread_id
-            )
-            if active is not None:
-                raise Conflict(
-                    f"thread {thread_id} has an active run ({active}): wait for it or cancel it",
-                    extra={"run_id": active, "thread_id": thread_id},
-                )
+            else:
+                await self._free_thread(raw, tenant_id=tenant_id, agent_id=agent_id, thread_id=thread_id)
             try:
                 row = await raw.fetchrow(
                     f"INSERT INTO agents_runs (id, tenant_id, agent_id, thread_id, input, background, "
@@ -402,6 +382,31 @@ class AgentsStore:
                 text,
             )
         return _run(row)
+
+    async def _free_thread(self, raw: Any, *, tenant_id: str, agent_id: str, thread_id: str) -> None:
+        """Lock the thread's row; NotFound when it is not this agent's, Conflict while a run of it is active."""
+        found = await raw.fetchrow(
+            "SELECT id FROM agents_threads WHERE id = $1 AND tenant_id = $2 AND agent_id = $3 FOR UPDATE",
+            thread_id,
+            tenant_id,
+            agent_id,
+        )
+        if found is None:
+            raise NotFound(f"thread {thread_id!r} does not exist")
+        # A sync run whose lease ran out lost its replica: it is failed here, and is not in the way.
+        active = await raw.fetchval(
+            "WITH stale AS (UPDATE agents_runs SET status = 'failed', updated_at = now(), finished_at = now(), "
+            "error = 'the replica running it stopped before it ended' WHERE thread_id = $1 AND status = 'running' "
+            "AND NOT background AND lease_until < now() RETURNING id) "
+            "SELECT id FROM agents_runs WHERE thread_id = $1 AND status IN ('queued', 'running') "
+            "AND id NOT IN (SELECT id FROM stale)",
+            thread_id,
+        )
+        if active is not None:
+            raise Conflict(
+                f"thread {thread_id} has an active run ({active}): wait for it or cancel it",
+                extra={"run_id": active, "thread_id": thread_id},
+            )
 
     async def set_job(self, *, run_id: str, job_id: str) -> None:
         await self.db.fetchrow_raw("UPDATE agents_runs SET job_id = $2 WHERE id = $1", run_id, job_id)
