@@ -180,3 +180,38 @@ async def _ok(r: httpx.Response) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     data: dict[str, Any] = r.json()
     return data
+
+
+async def test_the_system_prompt_may_be_a_stored_prompt(deploy_app: Deployer, scripted: Any) -> None:
+    fake, env = scripted
+    async with deploy_app(env=env) as d:
+        _, api = await d.api()
+        r = await api.post("/api/v1/prompts", json={"name": "persona", "template": "You are {{ who }}."})
+        assert r.status_code == 201, r.text
+        ref = {"name": "persona", "variables": {"who": "a pirate"}}
+        aid = (await new_agent(api, llm_model="scripted", config={"prompt": ref}))["agent_id"]
+        run = await _ok(await api.post(f"{URL}/{aid}/execute", json={"task": "ahoy"}))
+        assert run["status"] == "completed"
+        assert fake.received[-1]["messages"][0] == {"role": "system", "content": "You are a pirate."}
+        # A prompt that does not render fails the run with the prompts service's reason.
+        ref = {"name": "persona"}
+        aid = (await new_agent(api, llm_model="scripted", config={"prompt": ref}))["agent_id"]
+        run = await _ok(await api.post(f"{URL}/{aid}/execute", json={"task": "ahoy"}))
+        assert run["status"] == "failed" and "who" in run["error"] and run["steps"] == []
+
+
+async def test_deleting_an_agent_deletes_its_threads_and_runs(deploy_app: Deployer) -> None:
+    from plugins.agents.interface import AGENTS
+    from plugins.agents.service import DirectAgentsService
+
+    async with deploy_app() as d:
+        tenant, api = await d.api()
+        aid = (await new_agent(api))["agent_id"]
+        run = await _ok(await api.post(f"{URL}/{aid}/chat", json={"message": "hi"}))
+        assert (await api.delete(f"{URL}/{aid}")).status_code == 204
+        direct = d.direct_service(AGENTS)
+        assert isinstance(direct, DirectAgentsService)
+        assert await direct.runs.get_run(tenant_id=tenant.tenant_id, run_id=run["run_id"]) is None
+        thread = await direct.runs.get_thread(tenant_id=tenant.tenant_id, agent_id=aid, thread_id=run["thread_id"])
+        assert thread is None
+        assert await direct.runs.list_steps(run_id=run["run_id"]) == []
