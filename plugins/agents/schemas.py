@@ -21,9 +21,7 @@ Message = Annotated[str, Field(min_length=1, max_length=100_000, pattern=r"^[^\x
 Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")]
 ToolName = Literal["rag_search", "render_prompt", "ml_predict", "http_request"]
 RunStatus = Literal["queued", "running", "completed", "stopped", "failed", "cancelled"]
-StopReason = Literal[
-    "max_steps", "max_tool_calls", "max_tokens", "max_seconds", "repeated_tool_call", "cancelled", "model_length"
-]
+StopReason = Literal["max_steps", "max_tool_calls", "max_tokens", "max_seconds", "repeated_tool_call", "cancelled"]
 MESSAGES_PAGE = 50
 
 

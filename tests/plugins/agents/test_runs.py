@@ -173,3 +173,21 @@ async def test_background_run_is_polled_and_cancelled(deploy_app: Deployer, scri
         assert run["stop_reason"] == "cancelled" and len(run["steps"]) < 20
         r = await api.post(f"{URL}/{aid}/chat", json={"message": "again", "thread_id": thread_id})
         assert r.status_code == 200, r.text
+
+
+async def test_runs_through_a_remote_gateway(deploy_app: Deployer, scripted: Any) -> None:
+    """Remote mode here runs the agents direct on the front and the gateway on the serving deployment: the loop,
+    streaming included, reaches the model over signed HTTP through the gateway's remote interface."""
+    fake, env = scripted
+    async with deploy_app(env=env, remote=("gateway",)) as d:
+        _, api = await d.api()
+        aid = (await new_agent(api, llm_model="scripted", capabilities=["render_prompt"]))["agent_id"]
+        task = script(tool="render_prompt", args={"name": "p"}, times=2, vary=True, answer="fine")
+        run = await _run(api, aid, task)
+        assert run["status"] == "completed" and run["output"] == "fine" and len(run["steps"]) == 5
+        r = await api.post(f"{URL}/{aid}/chat", json={"message": task, "stream": True})
+        events = _events(r.text)
+        assert [e for e, _ in events].count("tool_result") == 2 and events[-1][1]["output"] == "fine"
+        assert all(b.get("stream") for b in fake.received[-3:])
+        r = await api.post(URL, json={"name": "x", "llm_model": "nope"})
+        assert r.status_code == 422 and {"mock-1", "scripted"} <= set(r.json()["models"])
