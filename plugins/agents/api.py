@@ -17,13 +17,13 @@ from app.routing import api_route, empty_response, json_response, read_body, rea
 from plugins.agents.interface import AGENTS, AgentsService
 from plugins.agents.schemas import (
     RUN_EVENT,
+    AgentChatIn,
     AgentCreate,
     AgentList,
     AgentListQuery,
     AgentPath,
     AgentPublic,
     AgentUpdate,
-    ChatIn,
     ExecuteIn,
     MessagePageQuery,
     RunPath,
@@ -99,7 +99,7 @@ async def execute(request: Request) -> Response:
 
 async def chat(request: Request) -> Response:
     p = read_path(request, AgentPath)
-    body = await read_body(request, ChatIn)
+    body = await read_body(request, AgentChatIn)
     svc, tenant, key = _service(request), tenant_id(request), _key(request)
     if body.stream and not body.background:
         return _events(await svc.chat_stream(tenant_id=tenant, agent_id=p.agent_id, request=body, idempotency_key=key))
@@ -208,7 +208,7 @@ def routes() -> list[BaseRoute]:
             "/{agent_id}/chat",
             chat,
             "Send a message on a thread, answered from its history (wait, `stream`, or `background`: 202)",
-            body=ChatIn,
+            body=AgentChatIn,
             serves=("chat", "chat_stream"),
             **run_answer,
         ),

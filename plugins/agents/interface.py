@@ -12,11 +12,11 @@ from app.plugin_kit import PluginService
 from app.plugins import ServiceKey
 from plugins.agents.schemas import (
     MESSAGES_PAGE,
+    AgentChatIn,
     AgentCreate,
     AgentList,
     AgentPublic,
     AgentUpdate,
-    ChatIn,
     ExecuteIn,
     RunPublic,
     ThreadList,
@@ -25,12 +25,12 @@ from plugins.agents.schemas import (
 
 __all__ = [
     "AGENTS",
+    "AgentChatIn",
     "AgentCreate",
     "AgentList",
     "AgentPublic",
     "AgentUpdate",
     "AgentsService",
-    "ChatIn",
     "ExecuteIn",
     "RunPublic",
     "ThreadList",
@@ -87,7 +87,7 @@ class AgentsService(PluginService, Protocol):
         ...
 
     async def chat(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> RunPublic:
         """A run answering `request.message` on `request.thread_id` (a new thread when None), from the thread's
         whole stored history. NotFound for a thread that is not this agent's; Conflict (409) while the thread has
@@ -95,7 +95,7 @@ class AgentsService(PluginService, Protocol):
         ...
 
     async def chat_stream(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
         """`chat` as server-sent events, as `execute_stream`."""
         ...

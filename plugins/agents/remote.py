@@ -7,11 +7,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from app.remote import RemoteService, remote_factory
 from plugins.agents.schemas import (
     MESSAGES_PAGE,
+    AgentChatIn,
     AgentCreate,
     AgentList,
     AgentPublic,
     AgentUpdate,
-    ChatIn,
     ExecuteIn,
     RunPublic,
     ThreadList,
@@ -65,7 +65,7 @@ class RemoteAgentsService(RemoteService):
         )
 
     async def chat(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> RunPublic:
         body = request.model_copy(update={"stream": False})
         return await self._client.call(
@@ -73,7 +73,7 @@ class RemoteAgentsService(RemoteService):
         )
 
     async def chat_stream(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
         body = request.model_copy(update={"stream": True, "background": False})
         return await _started(

@@ -138,7 +138,7 @@ class ExecuteIn(Schema):
     background: bool = Field(default=False, strict=True, description="answer 202 at once; poll or cancel the run")
 
 
-class ChatIn(Schema):
+class AgentChatIn(Schema):
     """A message on a thread (a new one when `thread_id` is left out), answered from its whole history."""
 
     message: Message
@@ -147,7 +147,7 @@ class ChatIn(Schema):
     background: bool = Field(default=False, strict=True)
 
 
-class Usage(Schema):
+class RunUsage(Schema):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -161,7 +161,7 @@ class StepPublic(Schema):
     arguments: Any = Field(description="tool: the call's arguments; model: what it was given")
     result: Any = Field(description="tool: its JSON result; model: the assistant message")
     error: str | None
-    usage: Usage
+    usage: RunUsage
     started_at: datetime
     duration_ms: float
 
@@ -176,7 +176,7 @@ class RunPublic(Schema):
     error: str | None
     background: bool
     steps: list[StepPublic]
-    usage: Usage
+    usage: RunUsage
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

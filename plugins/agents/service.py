@@ -25,20 +25,20 @@ from plugins.agents.netguard import HttpGuard
 from plugins.agents.runner import LEASE_MARGIN, RunLoop
 from plugins.agents.schemas import (
     MESSAGES_PAGE,
+    AgentChatIn,
     AgentConfig,
     AgentCreate,
     AgentList,
     AgentPublic,
     AgentUpdate,
-    ChatIn,
     ExecuteIn,
     MessagePublic,
     RunPublic,
+    RunUsage,
     StepPublic,
     ThreadList,
     ThreadPublic,
     ThreadSummary,
-    Usage,
 )
 from plugins.agents.store import (
     FINISHED,
@@ -72,8 +72,8 @@ def agent_public(row: AgentRow) -> AgentPublic:
     )
 
 
-def _usage(prompt: int, completion: int) -> Usage:
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+def _usage(prompt: int, completion: int) -> RunUsage:
+    return RunUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 def _step(s: StepRow) -> StepPublic:
@@ -302,7 +302,7 @@ class DirectAgentsService:
         return await self._run(tenant_id, agent_id, request.task, None, request.background, idempotency_key)
 
     async def chat(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> RunPublic:
         return await self._run(
             tenant_id, agent_id, request.message, request.thread_id, request.background, idempotency_key
@@ -352,7 +352,7 @@ class DirectAgentsService:
         return await self._stream(tenant_id, agent_id, request.task, None, idempotency_key)
 
     async def chat_stream(
-        self, *, tenant_id: str, agent_id: str, request: ChatIn, idempotency_key: str | None = None
+        self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
         return await self._stream(tenant_id, agent_id, request.message, request.thread_id, idempotency_key)
 
