@@ -153,3 +153,21 @@ def test_allowlist_matches_hosts_and_subdomains() -> None:
     assert host_allowed("api.example.com", ["*.example.com"]) and host_allowed("Example.COM.", ["example.com"])
     assert not host_allowed("example.com", ["*.example.com"]) and not host_allowed("evilexample.com", ["*.example.com"])
     assert not host_allowed("example.com.evil.org", ["example.com"])
+
+
+async def test_ml_predict_uses_a_trained_model(deploy_app: Deployer, scripted: Any) -> None:
+    from tests.plugins.ml.conftest import iris_rows, train, without
+
+    _, env = scripted
+    env = {**env, "FAAS_JOBS_WORKER": "on", "FAAS_JOBS_SHUTDOWN_SECONDS": "1"}
+    async with deploy_app(plugins=("gateway", "agents", "ml"), env=env) as d:
+        _, api = await d.api()
+        body = {"rows": iris_rows(), "target": "species", "task": "classification", "estimator": "logistic_regression"}
+        job = await train(api, "iris", **body)
+        assert job["status"] == "succeeded", job
+        aid = (await new_agent(api, llm_model="scripted", capabilities=["ml_predict"]))["agent_id"]
+        rows = without(iris_rows()[:1] + iris_rows()[-1:], "species")
+        task = script(tool="ml_predict", args={"model": "iris", "rows": rows})
+        run = (await api.post(f"{URL}/{aid}/execute", json={"task": task})).json()
+        assert run["status"] == "completed", run
+        assert run["steps"][1]["result"]["predictions"] == ["setosa", "virginica"]
