@@ -61,8 +61,8 @@ class AgentsService(PluginService, Protocol):
         ...
 
     async def update_agent(self, *, tenant_id: str, agent_id: str, changes: AgentUpdate) -> AgentPublic:
-        """Change the fields `changes` sets (`model_fields_set`); `llm_model` is checked as at creation. Runs in
-        progress keep the definition they started with."""
+        """Change the fields `changes` sets (`model_fields_set`); `llm_model` is checked as at creation. A run
+        uses the definition it found when it started (or was resumed by another worker)."""
         ...
 
     async def delete_agent(self, *, tenant_id: str, agent_id: str) -> None:

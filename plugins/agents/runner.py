@@ -284,14 +284,15 @@ class RunLoop:
         raw = call["function"]["arguments"]
         try:
             args: Any = codec.loads(raw) if raw.strip() else {}
+            readable = True
         except ValueError:
-            args = raw
+            args, readable = raw, False
         if state.repeats(_signature(name, args)) >= REPEATS - 1:
             raise _Stop("stopped", "repeated_tool_call")
         if emit is not None:
             await emit("tool_call", {"id": call["id"], "name": name, "arguments": args})
         started, t0 = datetime.now(UTC), time.perf_counter()
-        if isinstance(raw, str) and not isinstance(args, dict) and args == raw:
+        if not readable:
             result: Any = {"error": "the arguments are not valid JSON"}
         else:
             try:

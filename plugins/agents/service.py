@@ -259,9 +259,10 @@ class DirectAgentsService:
             return found, agent, False
         return row, agent, True
 
-    async def _settled(self, row: RunRow) -> RunPublic:
-        """The run once it has ended (a repeated request waits like the first one did)."""
-        deadline = time.monotonic() + AgentConfig().max_seconds * 30
+    async def _settled(self, row: RunRow, agent: AgentRow) -> RunPublic:
+        """The run once it has ended (a repeated request waits like the first one did, as long as the run may
+        take), or at once when it runs in the background."""
+        deadline = time.monotonic() + AgentConfig.model_validate(agent.config).max_seconds + LEASE_MARGIN
         while row.status not in FINISHED and not row.background and time.monotonic() < deadline:
             await asyncio.sleep(POLL_SECONDS)
             found = await self.runs.get_run(tenant_id=row.tenant_id, run_id=row.id)
@@ -293,7 +294,7 @@ class DirectAgentsService:
     ) -> RunPublic:
         row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, background, key)
         if not new or background:
-            return await self._settled(row)
+            return await self._settled(row, agent)
         return await self._wait(row, agent)
 
     async def execute(
@@ -313,7 +314,7 @@ class DirectAgentsService:
     ) -> AsyncIterator[bytes]:
         row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, False, key)
         if not new:
-            return _once(await self._settled(row))
+            return _once(await self._settled(row, agent))
         return self._events(row, agent)
 
     async def _events(self, row: RunRow, agent: AgentRow) -> AsyncIterator[bytes]:

@@ -108,6 +108,18 @@ class StepRow:
     duration_ms: float
 
 
+def storable(value: Any) -> Any:
+    """`value` with every NUL character replaced (U+FFFD): PostgreSQL text and jsonb hold none, and what a model or a
+    tool returns is recorded whatever it holds."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> Any:
     return None if value is None else loads(value)
 
@@ -467,9 +479,9 @@ class AgentsStore:
                     f"WHERE id = $1 AND status IN ('queued', 'running') RETURNING {_RUN}",
                     run_id,
                     status,
-                    output,
+                    storable(output),
                     stop_reason,
-                    error,
+                    storable(error),
                 )
                 if row is None:
                     return None
@@ -482,7 +494,7 @@ class AgentsStore:
                         row["thread_id"],
                         row["tenant_id"],
                         run_id,
-                        output,
+                        storable(output),
                     )
         return _run(row)
 
@@ -519,11 +531,11 @@ class AgentsStore:
             tenant_id,
             step.seq,
             step.kind,
-            step.name,
-            step.tool_call_id,
-            None if step.arguments is None else ascii_json(step.arguments),
-            None if step.result is None else ascii_json(step.result),
-            step.error,
+            storable(step.name),
+            storable(step.tool_call_id),
+            None if step.arguments is None else ascii_json(storable(step.arguments)),
+            None if step.result is None else ascii_json(storable(step.result)),
+            storable(step.error),
             step.prompt_tokens,
             step.completion_tokens,
             step.started_at,

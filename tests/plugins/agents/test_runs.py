@@ -191,3 +191,14 @@ async def test_runs_through_a_remote_gateway(deploy_app: Deployer, scripted: Any
         assert all(b.get("stream") for b in fake.received[-3:])
         r = await api.post(URL, json={"name": "x", "llm_model": "nope"})
         assert r.status_code == 422 and {"mock-1", "scripted"} <= set(r.json()["models"])
+
+
+async def test_nul_characters_from_the_model_are_recorded_not_a_failure(deploy_app: Deployer, scripted: Any) -> None:
+    _, env = scripted
+    async with deploy_app(env=env) as d:
+        _, api = await d.api()
+        aid = (await new_agent(api, llm_model="scripted", capabilities=["render_prompt"]))["agent_id"]
+        task = script(tool="render_prompt", args={"name": "a\u0000b"}, answer="x\u0000y")
+        run = await _run(api, aid, task)
+        assert run["status"] == "completed" and run["output"] == "x\ufffdy", run
+        assert run["steps"][1]["arguments"] == {"name": "a\ufffdb"}
