@@ -32,6 +32,7 @@ from plugins.prompts.interface import PROMPTS
 
 log = logging.getLogger("faas.agents")
 Emit = Callable[[str, Any], Awaitable[None]]
+OnStep = Callable[[int, int], Awaitable[None]]  # (steps recorded, max_steps): a job reports its progress
 LEASE_MARGIN = 60.0  # seconds a sync run's lease outlasts its wall-time limit
 REPEATS = 3
 
@@ -131,10 +132,12 @@ class RunLoop:
         self.guard = guard
         self.tool_timeout = tool_timeout
 
-    async def drive(self, run: RunRow, *, agent: AgentRow | None = None, emit: Emit | None = None) -> RunRow | None:
+    async def drive(
+        self, run: RunRow, *, agent: AgentRow | None = None, emit: Emit | None = None, on_step: OnStep | None = None
+    ) -> RunRow | None:
         """Carry `run` from its last recorded step to its end (`agent`: its definition, when the caller has just
-        loaded it). The settled run, or None when it had ended already, its agent is gone, or another worker holds
-        it."""
+        loaded it; `emit`: streams events; `on_step`: called after each recorded step, may raise RunLost). The
+        settled run, or None when it had ended already, its agent is gone, or another worker holds it."""
         if agent is None:
             agent = await self.agents.load(tenant_id=run.tenant_id, agent_id=run.agent_id)
         if agent is None:
@@ -150,7 +153,7 @@ class RunLoop:
                 async with limit:
                     if claimed.cancel_requested:
                         raise _Stop("cancelled", "cancelled")
-                    output = await self._loop(claimed, agent, config, lease, emit)
+                    output = await self._loop(claimed, agent, config, lease, emit, on_step)
             except TimeoutError:
                 if not limit.expired():
                     raise
@@ -182,7 +185,9 @@ class RunLoop:
             return out.text
         return "\n\n".join(m.content for m in out.messages or [] if isinstance(getattr(m, "content", None), str))
 
-    async def _loop(self, run: RunRow, agent: AgentRow, config: AgentConfig, lease: float, emit: Emit | None) -> str:
+    async def _loop(
+        self, run: RunRow, agent: AgentRow, config: AgentConfig, lease: float, emit: Emit | None, on_step: OnStep | None
+    ) -> str:
         if not agent.llm_model:
             raise InvalidInput(f"agent {agent.agent_id} has no llm_model")
         system = await self._system_prompt(agent, config, run.tenant_id)
@@ -199,7 +204,9 @@ class RunLoop:
                 step = await self._tool_step(run, call, state, config, offered, emit)
             else:
                 last = state.last_model()
-                if last is not None and state.steps[-1] is last and last.error is None:
+                if last is not None and state.steps[-1] is last:
+                    if last.error is not None:  # recorded by a worker that died before settling the run
+                        raise _Stop("failed", error=last.error)
                     return str((last.result or {}).get("content") or "")
                 if state.next_seq >= config.max_steps:
                     raise _Stop("stopped", "max_steps")
@@ -214,6 +221,8 @@ class RunLoop:
             if not inserted:
                 raise RunLost(run.id)
             state.steps.append(step)
+            if on_step is not None:
+                await on_step(state.next_seq, config.max_steps)
             messages.append(_message_of(step))
             if step.kind == "model" and step.error is not None:
                 raise _Stop("failed", error=step.error)

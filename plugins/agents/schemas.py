@@ -175,6 +175,7 @@ class RunPublic(Schema):
     stop_reason: StopReason | None = Field(description="why a `stopped` or `cancelled` run ended")
     error: str | None
     background: bool
+    job_id: str | None = Field(description="the `agents.run` job of a background run (`/api/v1/jobs/{id}`)")
     steps: list[StepPublic]
     usage: RunUsage
     created_at: datetime

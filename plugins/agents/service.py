@@ -9,6 +9,7 @@ from the last recorded step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,13 +17,13 @@ from typing import Any
 
 from app import codec
 from app.errors import Conflict, InvalidInput, NotFound, ServiceError
-from app.jobs import JobContext, JobQueue
+from app.jobs import JobContext, JobLost, JobQueue
 from app.plugin_kit import LocalDescription, PluginInfo, Readiness
 from app.plugins import PluginContext, Services
 from plugins.agents.config import AgentsConfig
 from plugins.agents.jobs import KIND
 from plugins.agents.netguard import HttpGuard
-from plugins.agents.runner import LEASE_MARGIN, RunLoop
+from plugins.agents.runner import LEASE_MARGIN, RunLoop, RunLost
 from plugins.agents.schemas import (
     MESSAGES_PAGE,
     AgentChatIn,
@@ -101,6 +102,7 @@ def run_public(row: RunRow, steps: list[StepRow]) -> RunPublic:
         stop_reason=row.stop_reason,  # type: ignore[arg-type]
         error=row.error,
         background=row.background,
+        job_id=row.job_id,
         steps=[_step(s) for s in steps],
         usage=_usage(row.prompt_tokens, row.completion_tokens),
         created_at=row.created_at,
@@ -251,6 +253,7 @@ class DirectAgentsService:
                 if background:
                     job = await self._jobs.enqueue(tenant_id=tenant_id, kind=KIND, payload={"run_id": row.id})
                     await self.runs.set_job(run_id=row.id, job_id=job.id)
+                    row = dataclasses.replace(row, job_id=job.id)
         except IdempotencyTaken:
             assert key is not None
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
@@ -384,8 +387,15 @@ class DirectAgentsService:
         row = await self.runs.get_run(tenant_id=ctx.job.tenant_id, run_id=run_id)
         if row is None:
             return {"run_id": run_id, "status": "deleted"}
+
+        async def progress(steps: int, limit: int) -> None:
+            try:
+                await ctx.progress(f"{steps} steps recorded", 100 * steps / limit)
+            except JobLost:  # this worker was declared dead and the job handed on: the other one carries the run
+                raise RunLost(run_id) from None
+
         try:
-            settled = await self.loop.drive(row)
+            settled = await self.loop.drive(row, on_step=progress)
         except asyncio.CancelledError:
             if await self.runs.cancel_requested(run_id=run_id):
                 await asyncio.shield(self.runs.finish_run(run_id=run_id, status="cancelled", stop_reason="cancelled"))

@@ -140,7 +140,7 @@ async def test_background_run_is_polled_and_cancelled(deploy_app: Deployer, scri
         task = script(tool="render_prompt", args={"name": "p"}, times=2, vary=True)
         r = await api.post(f"{URL}/{aid}/execute", json={"task": task, "background": True})
         assert r.status_code == 202, r.text
-        assert r.json()["status"] == "queued" and r.json()["steps"] == []
+        assert r.json()["status"] == "queued" and r.json()["steps"] == [] and r.json()["job_id"].startswith("job_")
         rid = r.json()["run_id"]
 
         async def finished() -> dict[str, Any]:
@@ -150,6 +150,15 @@ async def test_background_run_is_polled_and_cancelled(deploy_app: Deployer, scri
 
         run = await eventually(finished, within=60)
         assert run["output"].startswith("done after 2 tool calls") and len(run["steps"]) == 5
+
+        async def job_done() -> dict[str, Any]:
+            job = (await api.get(f"/api/v1/jobs/{run['job_id']}")).json()
+            assert job["status"] == "succeeded", job
+            return dict(job)
+
+        job = await eventually(job_done, within=30)
+        assert job["kind"] == "agents.run" and job["stage"] == "5 steps recorded"
+        assert job["result"] == {"run_id": rid, "status": "completed"}
         assert (await api.post(f"{URL}/{aid}/runs/{rid}/cancel")).status_code == 409
 
         slow = script(**LOOP, vary=True, delay=0.3)
