@@ -277,22 +277,10 @@ class AgentsStore:
         """Delete a thread with its messages and runs. Conflict while a run of it is active."""
         async with self.db.transaction():
             async with self._raw() as raw:
-                found = await raw.fetchrow(
-                    "SELECT id FROM agents_threads WHERE id = $1 AND tenant_id = $2 AND agent_id = $3 FOR UPDATE",
-                    thread_id,
-                    tenant_id,
-                    agent_id,
-                )
-                if found is None:
+                try:
+                    await self._free_thread(raw, tenant_id=tenant_id, agent_id=agent_id, thread_id=thread_id)
+                except NotFound:
                     return False
-                active = await raw.fetchval(
-                    "SELECT id FROM agents_runs WHERE thread_id = $1 AND status IN ('queued', 'running')", thread_id
-                )
-                if active is not None:
-                    raise Conflict(
-                        f"run {active} of thread {thread_id} is still active: cancel it first",
-                        extra={"run_id": active},
-                    )
                 await raw.execute("DELETE FROM agents_threads WHERE id = $1", thread_id)
         return True
 
@@ -405,10 +393,12 @@ class AgentsStore:
         )
         if found is None:
             raise NotFound(f"thread {thread_id!r} does not exist")
-        # A sync run whose lease ran out lost its replica: it is failed here, and is not in the way.
+        # A sync run whose lease ran out lost its replica (or its stream was never read): it is failed here, and is
+        # not in the way. Background runs are the job queue's to recover.
         active = await raw.fetchval(
             "WITH stale AS (UPDATE agents_runs SET status = 'failed', updated_at = now(), finished_at = now(), "
-            "error = 'the replica running it stopped before it ended' WHERE thread_id = $1 AND status = 'running' "
+            "error = 'the replica running it stopped before it ended' WHERE thread_id = $1 "
+            "AND status IN ('queued', 'running') "
             "AND NOT background AND lease_until < now() RETURNING id) "
             "SELECT id FROM agents_runs WHERE thread_id = $1 AND status IN ('queued', 'running') "
             "AND id NOT IN (SELECT id FROM stale)",

@@ -80,6 +80,11 @@ async def test_one_active_run_per_thread_and_a_dead_sync_run_frees_its_thread(db
     dead = await store.get_run(tenant_id=tenant, run_id=first.id)
     assert dead is not None and dead.status == "failed" and "stopped" in (dead.error or "")
     assert [m.content for m in await store.history(run=second)] == ["one", "two"]
+    # A run created but never started (a stream nobody read) frees its thread the same way once its lease is past.
+    async with db.transaction():
+        unread = await store.start_run(thread_id=None, text="lost", lease_seconds=0, **args)
+    assert not await store.delete_thread(tenant_id="ten_other", agent_id="agt_x", thread_id=unread.thread_id)
+    assert await store.delete_thread(tenant_id=tenant, agent_id="agt_x", thread_id=unread.thread_id)
     await store.claim_run(run_id=second.id, lease_seconds=60)
     step = StepRow(
         seq=0,
