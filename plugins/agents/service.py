@@ -374,8 +374,8 @@ class DirectAgentsService:
         if row is None:
             ended = await self._run_row(tenant_id, agent_id, run_id)
             raise Conflict(f"run {run_id} has already ended ({ended.status})", extra={"status": ended.status})
-        if row.status == "cancelled" and row.job_id is not None:
-            try:  # not started yet: the job need not run at all
+        if row.job_id is not None:
+            try:  # a queued job need not run at all; a running one stops at its next await, not its next step
                 await self._jobs.cancel_job(tenant_id=tenant_id, job_id=row.job_id)
             except (Conflict, NotFound):
                 pass

@@ -180,6 +180,12 @@ async def test_background_run_is_polled_and_cancelled(deploy_app: Deployer, scri
 
         run = await eventually(cancelled, within=30)
         assert run["stop_reason"] == "cancelled" and len(run["steps"]) < 20
+
+        async def job_cancelled() -> None:
+            job = (await api.get(f"/api/v1/jobs/{run['job_id']}")).json()
+            assert job["status"] == "cancelled", job
+
+        await eventually(job_cancelled, within=30)
         r = await api.post(f"{URL}/{aid}/chat", json={"message": "again", "thread_id": thread_id})
         assert r.status_code == 200, r.text
 
