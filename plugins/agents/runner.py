@@ -133,18 +133,25 @@ class RunLoop:
         self.tool_timeout = tool_timeout
 
     async def drive(
-        self, run: RunRow, *, agent: AgentRow | None = None, emit: Emit | None = None, on_step: OnStep | None = None
+        self,
+        run: RunRow,
+        *,
+        agent: AgentRow | None = None,
+        fresh: bool = False,
+        emit: Emit | None = None,
+        on_step: OnStep | None = None,
     ) -> RunRow | None:
-        """Carry `run` from its last recorded step to its end (`agent`: its definition, when the caller has just
-        loaded it; `emit`: streams events; `on_step`: called after each recorded step, may raise RunLost). The
-        settled run, or None when it had ended already, its agent is gone, or another worker holds it."""
+        """Carry `run` from its last recorded step to its end. `agent`: its definition, when the caller has just
+        loaded it; `fresh`: the caller has just created the run (running, no steps yet: nothing to claim or replay);
+        `emit`: streams events; `on_step`: called after each recorded step, may raise RunLost. The settled run, or
+        None when it had ended already, its agent is gone, or another worker holds it."""
         if agent is None:
             agent = await self.agents.load(tenant_id=run.tenant_id, agent_id=run.agent_id)
-        if agent is None:
-            return None
+            if agent is None:
+                return None
         config = AgentConfig.model_validate(agent.config)
         lease = config.max_seconds + LEASE_MARGIN
-        claimed = await self.store.claim_run(run_id=run.id, lease_seconds=lease)
+        claimed = run if fresh else await self.store.claim_run(run_id=run.id, lease_seconds=lease)
         if claimed is None:
             return None
         limit = asyncio.timeout(config.max_seconds)
@@ -153,7 +160,7 @@ class RunLoop:
                 async with limit:
                     if claimed.cancel_requested:
                         raise _Stop("cancelled", "cancelled")
-                    output = await self._loop(claimed, agent, config, lease, emit, on_step)
+                    output = await self._loop(claimed, agent, config, lease, emit, on_step, fresh)
             except TimeoutError:
                 if not limit.expired():
                     raise
@@ -186,7 +193,14 @@ class RunLoop:
         return "\n\n".join(m.content for m in out.messages or [] if isinstance(getattr(m, "content", None), str))
 
     async def _loop(
-        self, run: RunRow, agent: AgentRow, config: AgentConfig, lease: float, emit: Emit | None, on_step: OnStep | None
+        self,
+        run: RunRow,
+        agent: AgentRow,
+        config: AgentConfig,
+        lease: float,
+        emit: Emit | None,
+        on_step: OnStep | None,
+        fresh: bool,
     ) -> str:
         if not agent.llm_model:
             raise InvalidInput(f"agent {agent.agent_id} has no llm_model")
@@ -195,7 +209,7 @@ class RunLoop:
         definitions = tools.definitions(offered)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         messages += [{"role": m.role, "content": m.content} for m in await self.store.history(run=run)]
-        state = _State(await self.store.list_steps(run_id=run.id))
+        state = _State([] if fresh else await self.store.list_steps(run_id=run.id))
         messages += [_message_of(s) for s in state.steps]
         while True:
             pending = state.pending()

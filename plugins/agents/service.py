@@ -277,7 +277,7 @@ class DirectAgentsService:
     async def _wait(self, row: RunRow, agent: AgentRow) -> RunPublic:
         """Drive a new run in this request. A request that ends first (the client went away, the server stops)
         ends the run as failed, so its thread is free again."""
-        task = asyncio.ensure_future(self.loop.drive(row, agent=agent))
+        task = asyncio.ensure_future(self.loop.drive(row, agent=agent, fresh=True))
         try:
             settled = await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -328,7 +328,7 @@ class DirectAgentsService:
 
         async def drive() -> None:
             try:
-                await self.loop.drive(row, agent=agent, emit=emit)
+                await self.loop.drive(row, agent=agent, fresh=True, emit=emit)
             finally:
                 queue.put_nowait(None)
 
@@ -397,11 +397,16 @@ class DirectAgentsService:
         try:
             settled = await self.loop.drive(row, on_step=progress)
         except asyncio.CancelledError:
-            if await self.runs.cancel_requested(run_id=run_id):
-                await asyncio.shield(self.runs.finish_run(run_id=run_id, status="cancelled", stop_reason="cancelled"))
+            # Cancelled by the tenant (the run says so): settle it, shielded from a second cancellation. Otherwise
+            # the worker is stopping: the run stays running and the job's next attempt resumes it.
+            await asyncio.shield(self._settle_cancelled(run_id))
             raise
         status = settled.status if settled is not None else "ended elsewhere"
         return {"run_id": run_id, "status": status}
+
+    async def _settle_cancelled(self, run_id: str) -> None:
+        if await self.runs.cancel_requested(run_id=run_id):
+            await self.runs.finish_run(run_id=run_id, status="cancelled", stop_reason="cancelled")
 
     # ---- threads -------------------------------------------------------------------------------------------
 

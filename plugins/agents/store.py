@@ -338,9 +338,10 @@ class AgentsStore:
         lease_seconds: float,
     ) -> RunRow:
         """A new run on the thread (a new thread when `thread_id` is None) with the user's message appended, in the
-        caller's transaction. NotFound for a thread that is not this agent's; Conflict while the thread has an
-        active run. A run left `running` by a replica that died without finishing it (its lease ran out; runs of
-        the job queue are recovered by the queue instead) is marked failed first, so a thread is never stuck."""
+        caller's transaction: `queued` for the job queue when `background`, else `running` (its caller drives it).
+        NotFound for a thread that is not this agent's; Conflict while the thread has an active run. A sync run
+        whose replica died without finishing it (its lease ran out; runs of the job queue are recovered by the
+        queue instead) is marked failed first, so a thread is never stuck."""
         run_id = new_id("run")
         async with self._raw() as raw:
             if thread_id is None:  # a new thread: nothing can be active on it yet
@@ -356,8 +357,9 @@ class AgentsStore:
             try:
                 row = await raw.fetchrow(
                     f"INSERT INTO agents_runs (id, tenant_id, agent_id, thread_id, input, background, "
-                    f"idempotency_key, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                    f"now() + make_interval(secs => $8)) RETURNING {_RUN}",
+                    f"idempotency_key, lease_until, status, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                    f"now() + make_interval(secs => $8), CASE WHEN $6 THEN 'queued' ELSE 'running' END, "
+                    f"CASE WHEN $6 THEN NULL ELSE now() END) RETURNING {_RUN}",
                     run_id,
                     tenant_id,
                     agent_id,
