@@ -182,8 +182,9 @@ async def test_background_run_is_polled_and_cancelled(deploy_app: Deployer, scri
         assert run["stop_reason"] == "cancelled" and len(run["steps"]) < 20
 
         async def job_cancelled() -> None:
+            # Cancelled at its next await, or (when the loop saw the request first, at a step) ended by itself.
             job = (await api.get(f"/api/v1/jobs/{run['job_id']}")).json()
-            assert job["status"] == "cancelled", job
+            assert job["status"] == "cancelled" or job["result"] == {"run_id": rid, "status": "cancelled"}, job
 
         await eventually(job_cancelled, within=30)
         r = await api.post(f"{URL}/{aid}/chat", json={"message": "again", "thread_id": thread_id})
