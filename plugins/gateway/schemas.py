@@ -23,6 +23,8 @@ from plugins.gateway.vectors import MAX_DIMENSIONS, MAX_INPUTS, MAX_OUTPUT_VALUE
 _NUMERIC = {int, float, int | None, float | None}
 # Counts the database stores (and adds up) as 32/64-bit integers: larger ones are refused, not a 500.
 MAX_INT32 = 2**31 - 1
+# Choices one chat request may ask for (`n`), OpenAI's own limit.
+MAX_CHOICES = 128
 # Messages in one chat request: far more than any context window holds in real turns, few enough that parsing
 # a body of tiny ones stays small (600,000 of them cost +522 MB; validation stops at the limit).
 MAX_MESSAGES = 10_000
@@ -174,7 +176,13 @@ class ChatCompletionIn(Numbers, Bounded, OpenAIBody):
     tools: list[Tool] | None = None
     tool_choice: str | ToolChoice | None = None
     stop: str | list[str] | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
+    n: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CHOICES,
+        description="choices to generate: passed to an OpenAI-compatible provider, made as that many parallel calls "
+        "to another; each choice is metered",
+    )
     cache: CacheOptions | None = None
 
 

@@ -36,8 +36,10 @@ from starlette.routing import Route
 
 from tests.servers import serve_in_thread
 
-# The top-level fields Anthropic's Messages API accepts, as its SDK types them.
+# The top-level fields Anthropic's Messages API accepts, as its SDK types them (API version 2026-10-21), and the
+# sampling fields that version removed, which the version the gateway sends (2023-06-01) still takes.
 ANTHROPIC_FIELDS = frozenset(get_type_hints(message_create_params.MessageCreateParamsNonStreaming)) | {"stream"}
+LEGACY_FIELDS = frozenset({"temperature", "top_p", "top_k"})
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -149,8 +151,8 @@ def message_events(m: at.Message) -> Iterator[at.RawMessageStreamEvent]:
             raw = json.dumps(block.input)
             half = len(raw) // 2
             for part in (raw[:half], raw[half:]):
-                delta = at.InputJSONDelta(type="input_json_delta", partial_json=part)
-                yield at.RawContentBlockDeltaEvent(type="content_block_delta", index=i, delta=delta)
+                json_delta = at.InputJSONDelta(type="input_json_delta", partial_json=part)
+                yield at.RawContentBlockDeltaEvent(type="content_block_delta", index=i, delta=json_delta)
         else:
             raise AssertionError(f"the fake does not stream {type(block).__name__}")
         yield at.RawContentBlockStopEvent(type="content_block_stop", index=i)
@@ -164,9 +166,10 @@ def message_events(m: at.Message) -> Iterator[at.RawMessageStreamEvent]:
     yield at.RawMessageStopEvent(type="message_stop")
 
 
-def anthropic_refusal(body: dict[str, Any]) -> str | None:
+def anthropic_refusal(body: dict[str, Any], version: str) -> str | None:
     """Why Anthropic's API would refuse this body with a 400, or None."""
-    unknown = sorted(set(body) - ANTHROPIC_FIELDS)
+    known = ANTHROPIC_FIELDS | LEGACY_FIELDS if version == "2023-06-01" else ANTHROPIC_FIELDS
+    unknown = sorted(set(body) - known)
     if unknown:
         return f"{unknown[0]}: Extra inputs are not permitted"
     t = body.get("temperature")
@@ -232,7 +235,7 @@ class SdkUpstream:
         body = await self._read(request)
         if (failed := self._failed()) is not None:
             return failed
-        refusal = anthropic_refusal(body)
+        refusal = anthropic_refusal(body, request.headers.get("anthropic-version", ""))
         if refusal:
             status, err = anthropic_error(400, refusal)
             return Response(json.dumps(err), status_code=status, media_type="application/json")
