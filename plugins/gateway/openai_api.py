@@ -72,7 +72,9 @@ def openai_error(exc: ServiceError) -> Response:
     body["status"] = status  # RFC 9457: the member repeats the status line; the `type` still says which error
     body["error"] = {
         "message": message,
-        "type": _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
+        # An upstream provider's own error type when it gave one (`requests`, `insufficient_quota`...), else ours.
+        "type": exc.extra.get("error_type")
+        or _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
         "param": param,
         "code": exc.extra.get("code") or _CODES.get(exc.status) or exc.slug,
     }

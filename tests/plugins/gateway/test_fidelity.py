@@ -31,7 +31,14 @@ from openai.types.chat.chat_completion_token_logprob import TopLogprob
 
 from tests.conftest import Deployer
 from tests.plugins.gateway.conftest import Served, served_gateway, write_config
-from tests.plugins.gateway.sdk_upstream import SdkUpstream, completion_chunks, sdk_upstream, two_providers
+from tests.plugins.gateway.sdk_upstream import (
+    SdkUpstream,
+    anthropic_error,
+    completion_chunks,
+    openai_error,
+    sdk_upstream,
+    two_providers,
+)
 
 TOOLS: list[ChatCompletionToolParam] = [
     {
@@ -420,3 +427,67 @@ async def test_the_operator_may_let_a_model_drop_what_it_cannot_translate(deploy
             sent = an.received[-1]
             assert "seed" not in sent and sent["temperature"] == 1
             assert sent["system"] == "late"
+
+
+# ---- errors keep their meaning ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_openai_upstream_error_keeps_its_type_code_and_param_but_not_its_words(
+    setup: Setup, stream: bool
+) -> None:
+    setup.oa.fail = openai_error(
+        400,
+        "Invalid 'temperature' for org-secret123 on deployment internal-east",
+        type="invalid_request_error",
+        code="invalid_value",
+        param="temperature",
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        await setup.sdk.chat.completions.create(model="gpt", messages=MSGS, temperature=0.3, stream=stream)
+    body = err.value.body
+    assert isinstance(body, dict)
+    assert (body["type"], body["code"], body["param"]) == ("invalid_request_error", "invalid_value", "temperature")
+    assert err.value.code == "invalid_value" and err.value.param == "temperature"
+    assert "model gpt" in body["message"] and "temperature" in body["message"]
+    for hidden in ("org-secret123", "internal-east", "gpt-test", "gpt#0"):
+        assert hidden not in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "type_"),
+    [
+        (
+            openai_error(429, "Rate limit reached for org-secret123", type="requests", code="rate_limit_exceeded"),
+            "rate_limit_exceeded",
+            "requests",
+        ),
+        (
+            openai_error(429, "You exceeded your quota", type="insufficient_quota", code="insufficient_quota"),
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+    ],
+)
+async def test_an_openai_rate_limit_keeps_its_code(setup: Setup, error: Any, code: str, type_: str) -> None:
+    setup.oa.fail = error
+    with pytest.raises(openai.RateLimitError) as err:
+        await setup.sdk.chat.completions.create(model="gpt", messages=MSGS)
+    body = err.value.body
+    assert isinstance(body, dict) and (body["code"], body["type"]) == (code, type_)
+    assert "org-secret123" not in body["message"]
+
+
+async def test_an_anthropic_error_means_the_same_through_the_openai_route(setup: Setup) -> None:
+    setup.an.fail = anthropic_error(
+        429, "Number of request tokens has exceeded your rate limit", type="rate_limit_error"
+    )
+    with pytest.raises(openai.RateLimitError) as err:
+        await setup.sdk.chat.completions.create(model="claude", messages=MSGS)
+    body = err.value.body
+    assert isinstance(body, dict) and (body["type"], body["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    setup.an.fail = anthropic_error(400, "messages.0: something the provider disliked")
+    with pytest.raises(openai.BadRequestError) as err2:
+        await setup.sdk.chat.completions.create(model="claude", messages=MSGS)
+    body = err2.value.body
+    assert isinstance(body, dict) and body["type"] == "invalid_request_error" and "disliked" not in body["message"]
