@@ -23,6 +23,7 @@ from app.errors import PROBLEM_MEDIA_TYPE, MethodNotAllowed, ServiceError
 from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
 from plugins.gateway.interface import GATEWAY, GatewayService
+from plugins.gateway.messages_api import messages_route
 from plugins.gateway.schemas import ChatCompletionIn, EmbeddingsIn, ModelList, OpenAIResponse
 from plugins.gateway.vectors import OFF_LOOP_VALUES
 
@@ -220,4 +221,5 @@ def root_routes() -> list[BaseRoute]:
             serves=("embeddings", "embed_texts"),
         ),
         _route("GET", "/v1/models", list_models, "Models this tenant may use", response=ModelList),
+        messages_route(),
     ]

@@ -186,6 +186,72 @@ class ChatCompletionIn(Numbers, Bounded, OpenAIBody):
     cache: CacheOptions | None = None
 
 
+# ---- Anthropic's Messages API (`POST /v1/messages`) ------------------------------------------------------------
+
+
+class MessageBlock(OpenAIBody):
+    """A content block: `text`, `image`, `document`, `tool_use` or `tool_result` (other types are refused)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    text: str | None = None
+    source: dict[str, Any] | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    is_error: bool | None = Field(default=None, strict=True)
+
+
+class MessageTurn(OpenAIBody):
+    role: Literal["user", "assistant"]
+    content: str | list[MessageBlock]
+
+
+class MessageTool(OpenAIBody):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
+    strict: bool | None = Field(default=None, strict=True)
+
+
+class MessageToolChoice(OpenAIBody):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = Field(default=None, strict=True)
+
+
+class MessagesIn(Numbers, Bounded, OpenAIBody):
+    """`POST /v1/messages` as Anthropic's Messages API defines it, for any chat model of the gateway."""
+
+    model: str = Field(min_length=1, max_length=200)
+    max_tokens: int = Field(ge=1, le=MAX_INT32)
+    messages: list[MessageTurn] = Field(min_length=1, max_length=MAX_MESSAGES)
+    system: str | list[MessageBlock] | None = None
+    stream: bool = Field(default=False, strict=True)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop_sequences: list[str] | None = Field(default=None, max_length=64)
+    tools: list[MessageTool] | None = None
+    tool_choice: MessageToolChoice | None = None
+    metadata: dict[str, Any] | None = None
+    cache: CacheOptions | None = None
+
+
+class MessageOut(BaseModel):
+    """Documents an Anthropic `message` response body."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: dict[str, Any]
+
+
 class EmbeddingsIn(Numbers, Bounded, OpenAIBody):
     """`POST /v1/embeddings`. `model` may be omitted on the platform: the local model then answers."""
 
