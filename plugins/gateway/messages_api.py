@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.auth import tenant_id
 from app.codec import dumps
-from app.errors import MalformedRequest, ServiceError, UpstreamFailed
+from app.errors import PROBLEM_MEDIA_TYPE, MalformedRequest, ServiceError, UpstreamFailed
 from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
 from plugins.gateway.interface import GATEWAY
@@ -275,7 +275,7 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + dumps({"type": kind, **data}) + b"\n\n"
 
 
-async def _sse_data(raw: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def sse_data(raw: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The `data` of each server-sent event of a byte stream (events may arrive split or joined)."""
     buf = b""
     async for piece in raw:
@@ -306,7 +306,7 @@ async def message_events(raw: AsyncIterator[bytes], model: str) -> AsyncIterator
     finish: str | None = None
     usage: dict[str, Any] = {}
     try:
-        async for data in _sse_data(raw):
+        async for data in sse_data(raw):
             if data == "[DONE]":
                 break
             chunk = orjson.loads(data)
@@ -376,8 +376,12 @@ def anthropic_error(exc: ServiceError) -> Response:
         details = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors[:5])
         message = f"{exc.detail}: {details}"
     kind = ERROR_TYPES.get(exc.status, "api_error")
-    body = {"type": "error", "error": {"type": kind, "message": message}}
-    return Response(dumps(body), status_code=status, headers=exc.headers, media_type="application/json")
+    # Anthropic's error document, whose members the problem document's required ones join (the SDKs read the
+    # former whatever the media type; `type` is Anthropic's "error", a valid relative URI reference for RFC 9457).
+    body = {**exc.to_problem(), "status": status}
+    body.pop("errors", None)
+    body.update({"type": "error", "error": {"type": kind, "message": message}})
+    return Response(dumps(body), status_code=status, headers=exc.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def _anthropic_errors(endpoint: Endpoint) -> Endpoint:

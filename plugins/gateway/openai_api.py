@@ -24,6 +24,7 @@ from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
 from plugins.gateway.interface import GATEWAY, GatewayService
 from plugins.gateway.messages_api import messages_route
+from plugins.gateway.responses_api import create_response, responses_operation
 from plugins.gateway.schemas import ChatCompletionIn, EmbeddingsIn, ModelList, OpenAIResponse
 from plugins.gateway.vectors import OFF_LOOP_VALUES
 
@@ -221,5 +222,6 @@ def root_routes() -> list[BaseRoute]:
             serves=("embeddings", "embed_texts"),
         ),
         _route("GET", "/v1/models", list_models, "Models this tenant may use", response=ModelList),
+        OpenAIRoute("/v1/responses", create_response, method="POST", operation=responses_operation()),
         messages_route(),
     ]

@@ -252,6 +252,60 @@ class MessageOut(BaseModel):
     usage: dict[str, Any]
 
 
+# ---- OpenAI's Responses API (`POST /v1/responses`, stateless) -------------------------------------------------
+
+
+class ResponseInputPart(OpenAIBody):
+    """`input_text`/`output_text` (text), `input_image` (image_url), `input_file` (file_data, filename)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    text: str | None = None
+    image_url: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class ResponseInputItem(OpenAIBody):
+    """A `message` (role and content), a `function_call` (call_id, name, arguments) or a `function_call_output`
+    (call_id, output)."""
+
+    type: str | None = Field(default=None, max_length=100)
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: str | list[ResponseInputPart] | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: str | list[ResponseInputPart] | None = None
+
+
+class ResponseTool(OpenAIBody):
+    type: str = Field(min_length=1, max_length=100)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = Field(default=None, strict=True)
+
+
+class ResponsesIn(Numbers, Bounded, OpenAIBody):
+    """`POST /v1/responses` as OpenAI's Responses API defines it, stateless: nothing is stored."""
+
+    model: str = Field(min_length=1, max_length=200)
+    input: str | Annotated[list[ResponseInputItem], Field(min_length=1, max_length=MAX_MESSAGES)]
+    instructions: str | None = None
+    tools: list[ResponseTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stream: bool = Field(default=False, strict=True)
+    store: bool | None = Field(default=None, strict=True, description="only false: nothing is stored")
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    user: str | None = None
+    cache: CacheOptions | None = None
+
+
 class EmbeddingsIn(Numbers, Bounded, OpenAIBody):
     """`POST /v1/embeddings`. `model` may be omitted on the platform: the local model then answers."""
 

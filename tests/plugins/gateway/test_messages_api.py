@@ -124,6 +124,7 @@ def _tool_call_completion(body: dict[str, Any]) -> ChatCompletion:
 async def test_tools_and_tool_results_round_trip_through_an_openai_provider(setup: Setup, stream: bool) -> None:
     setup.oa.reply_openai = _tool_call_completion
     messages: list[MessageParam] = [{"role": "user", "content": "weather in Oslo?"}]
+    m: anthropic.types.Message
     if stream:
         async with setup.sdk.messages.stream(model="gpt", max_tokens=50, messages=messages, tools=TOOLS) as s:
             m = await s.get_final_message()
@@ -142,7 +143,7 @@ async def test_tools_and_tool_results_round_trip_through_an_openai_provider(setu
         }
     ]
     messages += [
-        {"role": "assistant", "content": m.content},  # type: ignore[typeddict-item]
+        {"role": "assistant", "content": m.content},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
     ]
     m2 = await setup.sdk.messages.create(model="gpt", max_tokens=50, messages=messages, tools=TOOLS)
