@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import request_response
@@ -153,9 +154,20 @@ def _turns(req: MessagesIn) -> list[dict[str, Any]]:
                 )
             else:
                 rest.append(b)
-        if rest:
+        if rest or not any(b.type == "tool_result" for b in m.content):
             out.append({"role": "user", "content": _parts(rest, where)})
     return out
+
+
+def chat_request(body: dict[str, Any]) -> ChatCompletionIn:
+    """The translated body as the chat route's request: what it refuses (a translation can carry a value that route
+    does not take) is the client's 400, never a 500."""
+    try:
+        return ChatCompletionIn.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise MalformedRequest(f"the request cannot be translated: {where}: {err['msg']}") from None
 
 
 def to_openai(req: MessagesIn) -> dict[str, Any]:
@@ -426,12 +438,12 @@ async def create_message(request: Request) -> Response:
     gateway = service(request, GATEWAY)
     tenant = tenant_id(request)
     if not req.stream:
-        result = await gateway.completion(tenant_id=tenant, request=ChatCompletionIn.model_validate(body))
+        result = await gateway.completion(tenant_id=tenant, request=chat_request(body))
         headers = {"x-cache": "hit"} if result.get("cached") else None
         return Response(dumps(to_message(result, req.model)), media_type="application/json", headers=headers)
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
-    events = await gateway.stream(tenant_id=tenant, request=ChatCompletionIn.model_validate(body))
+    events = await gateway.stream(tenant_id=tenant, request=chat_request(body))
     return StreamingResponse(
         message_events(events, req.model),
         media_type="text/event-stream",

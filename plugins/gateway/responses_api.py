@@ -27,8 +27,8 @@ from app.errors import MalformedRequest, ServiceError
 from app.plugins import service
 from app.routing import Operation, read_body
 from plugins.gateway.interface import GATEWAY
-from plugins.gateway.messages_api import sse_data
-from plugins.gateway.schemas import ChatCompletionIn, OpenAIResponse, ResponseInputPart, ResponsesIn
+from plugins.gateway.messages_api import chat_request, sse_data
+from plugins.gateway.schemas import OpenAIResponse, ResponseInputPart, ResponsesIn
 
 # Fields at a value that asks for nothing.
 NEUTRAL: dict[str, tuple[Any, ...]] = {"truncation": ("disabled",), "background": (False,), "include": ([],)}
@@ -391,12 +391,12 @@ async def create_response(request: Request) -> Response:
     gateway = service(request, GATEWAY)
     tenant = tenant_id(request)
     if not req.stream:
-        result = await gateway.completion(tenant_id=tenant, request=ChatCompletionIn.model_validate(body))
+        result = await gateway.completion(tenant_id=tenant, request=chat_request(body))
         headers = {"x-cache": "hit"} if result.get("cached") else None
         return Response(dumps(to_response(req, result)), media_type="application/json", headers=headers)
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
-    events = await gateway.stream(tenant_id=tenant, request=ChatCompletionIn.model_validate(body))
+    events = await gateway.stream(tenant_id=tenant, request=chat_request(body))
     return StreamingResponse(
         response_events(req, events),
         media_type="text/event-stream",

@@ -177,6 +177,9 @@ async def test_errors_are_anthropic_shaped_and_x_api_key_authenticates(setup: Se
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
         r = await http.post("/v1/messages", json={**body, "max_tokens": 0}, headers={"x-api-key": setup.key})
         assert r.status_code == 400 and r.json()["type"] == "error" and "max_tokens" in r.json()["error"]["message"]
+        empty = {**body, "messages": [{"role": "user", "content": []}]}
+        r = await http.post("/v1/messages", json=empty, headers={"x-api-key": setup.key})
+        assert r.status_code == 200 and r.json()["content"] == [{"type": "text", "text": "You said: "}]
     with pytest.raises(anthropic.NotFoundError):
         await setup.sdk.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError) as err:
