@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                 )
                 service = await stack.enter_async_context(factory(ctx))
                 services.register(plugin.name, service, mode)
-            if jobs_config.worker and kinds.handlers:
+            preflight = getattr(app.state, "preflight", False)  # `faas serve` opens everything once before serving
+            if jobs_config.worker and kinds.handlers and not preflight:  # a check must not take jobs
                 # Entered last, so it stops first: running jobs finish (or go back to the queue) while the
                 # services and the database they use are still open.
                 from app.jobs.worker import running_worker  # imports procrastinate: only when a worker runs
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, *, plugins: Sequence[Plugin[Any
                         config=jobs_config,
                     )
                 )
-            if not getattr(app.state, "preflight", False):  # `faas serve` opens everything once before serving
+            if not preflight:
                 log.info("serving", extra={"plugins": [p.name for p in layout.mounted], "modes": layout.modes})
             verifier: dict[str, InternalVerifier] = {}
             if settings.internal_secret:

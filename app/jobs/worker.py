@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -40,6 +41,7 @@ from app.http_client import without_credentials
 from app.jobs.config import JobsConfig
 from app.jobs.handler import Job, JobContext, JobHandler, JobLost
 from app.jobs.store import JobRow, JobStore, dumps
+from app.listen import Listener, current_task_cancelled
 from app.plugins import Services
 
 log = logging.getLogger("faas.jobs")
@@ -48,15 +50,37 @@ RESTART_SECONDS = (1.0, 30.0)  # a crashed worker loop restarts after this backo
 
 
 class _Worker(procrastinate_worker.Worker):
-    """procrastinate's worker, without a lost wake-up: it clears its "new job" flag after a fetch, so a notification
-    that arrives while a fetch is in flight (whose snapshot predates the job) was lost and the job waited for the next
-    poll; under a steady trickle of jobs that was ~1% of them, 2 s late. Fetch again when one arrived meanwhile."""
+    """procrastinate's worker, with two changes.
+
+    - It hears of new jobs through `app.listen.Listener` (asyncpg) rather than its own psycopg listener
+      (`listen_notify=False`): that one sits in psycopg's `notifies()` under `asyncio.wait_for`, which on Python 3.11
+      can swallow a cancellation; the listener then ran on after the worker stopped, and a process exiting hung for
+      ever cancelling it.
+    - No lost wake-up: procrastinate clears its "new job" flag after a fetch, so a notification that arrives while a
+      fetch is in flight (whose snapshot predates the job) was lost and the job waited for the next poll; under a
+      steady trickle of jobs that was ~1% of them, 2 s late. Fetch again when one arrived meanwhile.
+    """
 
     _notifications = 0
 
-    async def _handle_notification(self, *, channel: str, notification: procrastinate_jobs.Notification) -> None:
+    def notify(self, payload: str) -> None:
+        """A notification on one of the queues' channels: a job inserted, or a job's abort requested."""
+        try:
+            notification = json.loads(payload)
+            kind = notification["type"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignored a malformed job notification", extra={"payload": payload[:200]})
+            return
         self._notifications += 1
-        await super()._handle_notification(channel=channel, notification=notification)
+        if kind == "job_inserted":
+            self._new_job_event.set()
+        elif kind == "abort_job_requested":
+            self._handle_abort_jobs_requested([notification["job_id"]])
+
+    def wake(self) -> None:
+        """Listening (again): notifications sent meanwhile were not heard, so look for jobs now."""
+        self._notifications += 1
+        self._new_job_event.set()
 
     async def _fetch_and_process_jobs(self) -> None:
         while True:
@@ -216,6 +240,8 @@ class JobWorker:
         """Work until cancelled; a crash (database gone, say) is logged and the worker restarts after a backoff."""
         delay = RESTART_SECONDS[0]
         while True:
+            if current_task_cancelled():  # a stop that a library swallowed is still a stop
+                raise asyncio.CancelledError
             started = time.monotonic()
             try:
                 await self._run_once()
@@ -230,29 +256,39 @@ class JobWorker:
     async def _run_once(self) -> None:
         app = self._app()
         async with app.open_async():
+            worker = _Worker(
+                app,
+                queues=self.queues,
+                name=self.name,
+                concurrency=self.config.concurrency,
+                install_signal_handlers=False,
+                listen_notify=False,
+                fetch_job_polling_interval=POLL_SECONDS,
+                abort_job_polling_interval=POLL_SECONDS,
+                shutdown_graceful_timeout=self.config.shutdown_seconds,
+                update_heartbeat_interval=self.config.heartbeat_seconds,
+                stalled_worker_timeout=self.config.stalled_seconds,
+            )
+            listener = Listener(
+                self.database_url,
+                [f"procrastinate_queue_v1#{queue}" for queue in self.queues],
+                on_message=worker.notify,
+                on_reset=worker.wake,
+            )
+            listener.start()
             reaper = asyncio.create_task(self._reap(), name="jobs reaper")
             try:
                 # Cancelling this stops the worker gracefully: running jobs get shutdown_graceful_timeout, then
                 # are cancelled (and handed back by JobRunner). The same as app.run_worker_async, with _Worker.
-                await _Worker(
-                    app,
-                    queues=self.queues,
-                    name=self.name,
-                    concurrency=self.config.concurrency,
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=POLL_SECONDS,
-                    abort_job_polling_interval=POLL_SECONDS,
-                    shutdown_graceful_timeout=self.config.shutdown_seconds,
-                    update_heartbeat_interval=self.config.heartbeat_seconds,
-                    stalled_worker_timeout=self.config.stalled_seconds,
-                ).run()  # type: ignore[no-untyped-call]
+                await worker.run()  # type: ignore[no-untyped-call]
             finally:
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
+                await listener.stop()
 
     async def _reap(self) -> None:
-        while True:
+        while not current_task_cancelled():
             await asyncio.sleep(self.config.heartbeat_seconds)
             try:
                 stalled = await self.store.requeue_stalled(

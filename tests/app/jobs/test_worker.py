@@ -6,6 +6,7 @@ any third-party plugin is found: a distribution on the path that publishes it un
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -173,3 +174,21 @@ def test_faas_worker_refuses_to_start_with_nothing_to_run(database_url: str, tmp
         timeout=60,
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "declares job kinds" in r.stderr
+
+
+async def test_a_stopped_worker_leaves_no_task_running(database_url: str) -> None:
+    """Stopping an app stops every task its worker started (the listener included): a task left running would make
+    the process hang on exit, cancelling it for ever."""
+    before = asyncio.all_tasks()
+    async with jobs_app(database_url, FAAS_JOBS_SHUTDOWN_SECONDS="0.2") as app:
+        async with asgi_client(app, authorization=f"Bearer {ADMIN_KEY}") as admin:
+            key = (await new_tenant(admin))["api_key"]
+        async with asgi_client(app, authorization=f"Bearer {key}") as api:
+            done = await start(api, "jobtest.add", a=1, b=2)
+            await reaches(api, done["id"], "succeeded")
+            waiting = await start(api, "jobtest.wait", gate="never-opened")
+            await reaches(api, waiting["id"], "running")
+        started = {t.get_name() for t in asyncio.all_tasks() - before}
+        assert any(name.startswith("listen:procrastinate_queue_v1#") for name in started), started
+    left = {t.get_name() for t in asyncio.all_tasks() - before if not t.done()}
+    assert left == set(), f"tasks still running after the app stopped: {sorted(left)}"
