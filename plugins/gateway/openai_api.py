@@ -68,15 +68,18 @@ def openai_error(exc: ServiceError) -> Response:
         param = _param(errors[0]["loc"][1:]) or None
         details = "; ".join(f"{_param(e['loc'][1:])}: {e['msg']}" for e in errors[:5])
         message = f"{exc.detail}: {details}"
+    # An upstream provider's own error type when it gave one (`requests`, `insufficient_quota`...), else ours; a
+    # server-error type on a client-error status contradicts itself, and the status wins.
+    upstream_type = exc.extra.get("error_type")
+    if upstream_type in ("server_error", "api_error") and status < 500:
+        upstream_type = None
     # The OpenAI `error` object beside the RFC 9457 members (hence the problem media type): the SDKs read the
     # former whatever the content type, and a remote gateway client rebuilds the same ServiceError from the latter.
     body = exc.to_problem()
     body["status"] = status  # RFC 9457: the member repeats the status line; the `type` still says which error
     body["error"] = {
         "message": message,
-        # An upstream provider's own error type when it gave one (`requests`, `insufficient_quota`...), else ours.
-        "type": exc.extra.get("error_type")
-        or _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
+        "type": upstream_type or _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
         "param": param,
         "code": exc.extra.get("code") or _CODES.get(exc.status) or exc.slug,
     }
