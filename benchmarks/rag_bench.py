@@ -7,8 +7,10 @@ gateway's local all-MiniLM-L6-v2 computes every embedding, nothing is downloaded
   (the NAME line's summary, "list directory contents", is the query; the DESCRIPTION section, its first
   `--doc-words` words, is its one relevant document). `debian`: the installed packages' descriptions in
   /var/lib/dpkg/status (short description = query, long description = document; apt's own lists here carry no
-  long descriptions). Documents are added 100 a call (chunk size 2000 words: one chunk per document, so BM25
-  scores whole documents like the reference), then every query is searched in each mode (top 10).
+  long descriptions; 759 packages are installed here). `pydoc`: docstrings of this Python's standard library and
+  installed packages (summary line = query, the paragraphs after it = document). Documents are added 100 a call
+  (chunk size 2000 words: one chunk per document, so BM25 scores whole documents like the reference), then every
+  query is searched in each mode (top 10).
   The reference BM25 is bm25s (Lucene IDF, k1 1.2, b 0.75, English stop words, Snowball stemmer from PyStemmer)
   on the same documents, installed as the `bench` extra; without it that line is skipped.
 - add rate: documents per second for the corpus above, end to end (HTTP, chunking, embedding, indexing).
@@ -19,18 +21,20 @@ gateway's local all-MiniLM-L6-v2 computes every embedding, nothing is downloaded
   every search is filtered by tenant and collection, as every search is.
 
     .venv/bin/pip install -e '.[bench]'   # bm25s + PyStemmer, for the reference line
-    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian|both] [--n 3000] [--chunks 100000] [--sweep]
+    .venv/bin/python benchmarks/rag_bench.py [--corpus man|debian|pydoc|all] [--n 3000] [--chunks 100000] [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import gzip
 import math
 import random
 import re
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -138,6 +142,36 @@ def debian_corpus(n: int, seed: int) -> list[tuple[str, str]]:
     return items[:n]
 
 
+def pydoc_corpus(n: int, seed: int) -> list[tuple[str, str]]:
+    """Docstrings of the Python this runs on (its standard library and this environment's packages): a function's,
+    class's or module's summary line is the query, the paragraphs after it the document."""
+    paths = sysconfig.get_paths()
+    roots = [Path(paths["stdlib"]), Path(paths["purelib"])]
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "ensurepip", "_vendor", "pip"}
+    skip.add("setuptools")
+    pairs: dict[str, tuple[str, str]] = {}
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if skip & set(path.relative_to(root).parts):
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            except (SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                doc = ast.get_docstring(node) if isinstance(node, kinds) else None
+                if not doc:
+                    continue
+                head, _, rest = doc.strip().partition("\n\n")
+                short, body = " ".join(head.split()), " ".join(rest.split())
+                if 3 <= len(short.split()) <= 20 and len(body.split()) >= 20 and short.lower() not in pairs:
+                    pairs[short.lower()] = (short, body)
+    items = list(pairs.values())
+    random.Random(seed).shuffle(items)
+    return items[:n]
+
+
 # ---- quality --------------------------------------------------------------------------------------------------
 
 
@@ -212,7 +246,8 @@ async def quality(
         )
     for rrf_k, keyword_weight in sweep:
         totals = [0.0, 0.0]
-        body = {"mode": "hybrid", "top_k": 10, "rrf_k": rrf_k, "weights": {"dense": 1.0, "keyword": keyword_weight}}
+        fusion = {"fusion": "rrf", "rrf_k": rrf_k} if rrf_k else {"fusion": "relative"}
+        body = {"mode": "hybrid", "top_k": 10, **fusion, "weights": {"dense": 1.0, "keyword": keyword_weight}}
         for i, (query, _) in enumerate(corpus):
             r = await api.post(f"{URL}/{coll}/search", json={"query": query, **body})
             r.raise_for_status()
@@ -221,7 +256,8 @@ async def quality(
             totals[1] += rc
         n = len(corpus)
         print(
-            f"[{label}] hybrid rrf_k {rrf_k:3d}, keyword weight {keyword_weight:.1f}: nDCG@10 {totals[0] / n:.3f}  "
+            f"[{label}] hybrid {f'rrf_k {rrf_k:3d}' if rrf_k else 'relative  '}, keyword weight {keyword_weight:.1f}: "
+            f"nDCG@10 {totals[0] / n:.3f}  "
             f"Recall@10 {totals[1] / n:.3f}"
         )
     ref = await asyncio.to_thread(reference_bm25, corpus)
@@ -318,7 +354,7 @@ async def scale(app: Any, admin_key: str, chunks: int, small: int, queries: int)
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--corpus", choices=("man", "debian", "both"), default="both")
+    parser.add_argument("--corpus", choices=("man", "debian", "pydoc", "all"), default="all")
     parser.add_argument("--n", type=int, default=3000, help="documents (and queries) of the quality set")
     parser.add_argument("--doc-words", type=int, default=200, help="words of a man page's DESCRIPTION kept")
     parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the table for the latency runs")
@@ -336,11 +372,14 @@ async def main() -> None:
         async with running_app(url, plugins) as (app, _state, tenant):
             if not args.skip_quality:
                 async with client(app, tenant["api_key"]) as api:
-                    sweep = [(k, w) for k in (10, 30, 60) for w in (1.0, 1.5)] if args.sweep else []
-                    if args.corpus in ("man", "both"):
+                    # rrf_k 0 stands for relative score fusion
+                    sweep = [(k, w) for k in (0, 10, 60) for w in (0.7, 1.0, 1.5)] if args.sweep else []
+                    if args.corpus in ("man", "all"):
                         await quality(api, man_corpus(args.n, args.doc_words, seed=5), "man", sweep)
-                    if args.corpus in ("debian", "both"):
+                    if args.corpus in ("debian", "all"):
                         await quality(api, debian_corpus(args.n, seed=5), "debian", sweep)
+                    if args.corpus in ("pydoc", "all"):
+                        await quality(api, pydoc_corpus(args.n, seed=5), "pydoc", sweep)
             if not args.skip_scale:
                 from benchmarks._app import ADMIN_KEY
 

@@ -54,6 +54,7 @@ def _keys_by_pattern(schema: dict[str, Any]) -> None:
 
 Metadata = Annotated[dict[MetaKey, MetaValue], Field(max_length=32, json_schema_extra=_keys_by_pattern)]
 SearchMode = Literal["dense", "keyword", "hybrid"]
+Fusion = Literal["relative", "rrf"]
 Count = Annotated[int, Field(ge=1, le=MAX_TOP_K), json_integer]
 
 
@@ -193,7 +194,12 @@ class SearchIn(Schema):
     mode: SearchMode = "hybrid"
     top_k: Count = 10
     filters: Filters = Field(default_factory=dict)
-    weights: Weights = Field(default_factory=Weights, description="Reciprocal rank fusion weights (hybrid)")
+    weights: Weights = Field(default_factory=Weights, description="Weights of the two rankings in a hybrid search")
+    fusion: Fusion = Field(
+        default="relative",
+        description="How hybrid merges the rankings: `relative` adds each ranking's scores scaled to 0..1 over its "
+        "candidates (weighted); `rrf` adds weight / (rrf_k + rank)",
+    )
     rrf_k: Annotated[int, Field(ge=1, le=1000), json_integer] = 60
 
 

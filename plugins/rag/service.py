@@ -266,6 +266,7 @@ class DirectRagService:
                 filters=_filters(request.filters),
                 dense_weight=request.weights.dense,
                 keyword_weight=request.weights.keyword,
+                fusion=request.fusion,
                 rrf_k=request.rrf_k,
                 exact=coll.chunk_count <= self.config.exact_search_max_chunks,
                 ef_search=max(self.config.hnsw_ef_search, request.top_k),

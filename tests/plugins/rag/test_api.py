@@ -135,6 +135,40 @@ async def test_keyword_scores_are_bm25(api: httpx.AsyncClient) -> None:
     assert ids(hits) == ["d1", "d4"] and math.isclose(hits[0]["score"], bm25(1, 2), rel_tol=1e-6)
 
 
+async def test_hybrid_fuses_the_two_rankings_by_score_or_by_rank(api: httpx.AsyncClient) -> None:
+    coll = (await new_collection(api))["id"]
+    await add(api, coll, ANIMALS)
+    query = "birds that swim in the sea"
+    keyword = {h["document_id"]: h["score"] for h in await search(api, coll, query, mode="keyword", top_k=50)}
+    dense = {h["document_id"]: h["score"] for h in await search(api, coll, query, mode="dense", top_k=50)}
+    assert len(keyword) >= 2 and len(dense) == len(ANIMALS)
+
+    def scaled(scores: dict[object, float]) -> dict[object, float]:
+        lo, hi = min(scores.values()), max(scores.values())
+        return {d: (v - lo) / (hi - lo) if hi > lo else 1.0 for d, v in scores.items()}
+
+    def ranks(scores: dict[object, float]) -> dict[object, int]:
+        return {d: r for r, d in enumerate(sorted(scores, key=lambda d: -scores[d]), start=1)}
+
+    for wk, wd in ((1.0, 1.0), (2.5, 0.5), (0.0, 1.0)):
+        weights = {"keyword": wk, "dense": wd}
+        rel_k, rel_d = scaled(keyword), scaled(dense)
+        want = {d: wk * rel_k.get(d, 0.0) + wd * rel_d.get(d, 0.0) for d in dense}
+        hits = await search(api, coll, query, mode="hybrid", top_k=50, weights=weights)  # relative is the default
+        assert {h["document_id"]: round(h["score"], 6) for h in hits} == {d: round(v, 6) for d, v in want.items()}
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        rk, rd = ranks(keyword), ranks(dense)
+        want = {d: (wk / (60 + rk[d]) if d in rk else 0.0) + wd / (60 + rd[d]) for d in dense}
+        hits = await search(api, coll, query, mode="hybrid", top_k=50, weights=weights, fusion="rrf")
+        assert {h["document_id"]: round(h["score"], 9) for h in hits} == {d: round(v, 9) for d, v in want.items()}
+    # Keyword weight 0: the dense order, whichever fusion.
+    for fusion in ("relative", "rrf"):
+        hits = await search(api, coll, query, mode="hybrid", weights={"keyword": 0.0, "dense": 1.0}, fusion=fusion)
+        assert ids(hits) == sorted(dense, key=lambda d: -dense[d])[: len(hits)]
+    bad = await api.post(f"{URL}/{coll}/search", json={"query": query, "fusion": "max"})
+    assert bad.status_code == 422 and "fusion" in bad.text
+
+
 async def test_long_documents_are_chunked_and_parts_keep_pages_and_headings(api: httpx.AsyncClient) -> None:
     coll = (await new_collection(api, chunking={"size": 20, "overlap": 0.25}))["id"]
     words = [f"word{i}" for i in range(50)]
