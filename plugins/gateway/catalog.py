@@ -49,6 +49,9 @@ class Deployment:
     timeout: float = 60.0
     input_cost_per_mtok: float = 0.0
     output_cost_per_mtok: float = 0.0
+    # The operator's opt-in (the model map's `drop_unsupported`): a request field this provider has no equivalent
+    # for is dropped (and logged) rather than refused with a 400.
+    drop_unsupported: bool = False
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_cost_per_mtok + completion_tokens * self.output_cost_per_mtok) / 1e6
@@ -79,6 +82,10 @@ class _ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Kind = "chat"
     deployments: list[_DeploymentSpec] = Field(min_length=1)
+    drop_unsupported: bool = Field(
+        default=False,
+        description="drop request fields a deployment's provider has no equivalent for, instead of a 400",
+    )
 
 
 class _FileSpec(BaseModel):
@@ -138,6 +145,7 @@ def load_file(path: Path, environ: Mapping[str, str]) -> dict[str, ModelEntry]:
                     timeout=d.timeout_seconds,
                     input_cost_per_mtok=d.input_cost_per_mtok,
                     output_cost_per_mtok=d.output_cost_per_mtok,
+                    drop_unsupported=model.drop_unsupported,
                 )
             )
         entries[name] = ModelEntry(name=name, kind=model.kind, deployments=tuple(deps))

@@ -77,8 +77,11 @@ class Meter:
         return await self.limiter.admit(tenant_id=tenant_id, model=entry.name, tokens=tokens, cost=cost)
 
     async def reserve_chat(self, tenant_id: str, entry: ModelEntry, body: dict[str, Any]) -> Reservation:
-        out = self.completion_limit(body)
-        prompt = wire.estimate_prompt_tokens(body)
+        # Each of `n` choices may use the whole completion limit, and a provider that makes them as `n` calls
+        # reads the prompt `n` times.
+        n = int(body.get("n") or 1)
+        out = self.completion_limit(body) * n
+        prompt = wire.estimate_prompt_tokens(body) * n
         cost = max(d.cost(prompt, out) for d in entry.deployments)
         return await self.reserve(tenant_id, entry, tokens=prompt + out, cost=cost)
 

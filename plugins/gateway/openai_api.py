@@ -23,6 +23,8 @@ from app.errors import PROBLEM_MEDIA_TYPE, MethodNotAllowed, ServiceError
 from app.plugins import service
 from app.routing import ApiRoute, Endpoint, Operation, read_body
 from plugins.gateway.interface import GATEWAY, GatewayService
+from plugins.gateway.messages_api import messages_route
+from plugins.gateway.responses_api import create_response, responses_operation
 from plugins.gateway.schemas import ChatCompletionIn, EmbeddingsIn, ModelList, OpenAIResponse
 from plugins.gateway.vectors import OFF_LOOP_VALUES
 
@@ -66,13 +68,18 @@ def openai_error(exc: ServiceError) -> Response:
         param = _param(errors[0]["loc"][1:]) or None
         details = "; ".join(f"{_param(e['loc'][1:])}: {e['msg']}" for e in errors[:5])
         message = f"{exc.detail}: {details}"
+    # An upstream provider's own error type when it gave one (`requests`, `insufficient_quota`...), else ours; a
+    # server-error type on a client-error status contradicts itself, and the status wins.
+    upstream_type = exc.extra.get("error_type")
+    if upstream_type in ("server_error", "api_error") and status < 500:
+        upstream_type = None
     # The OpenAI `error` object beside the RFC 9457 members (hence the problem media type): the SDKs read the
     # former whatever the content type, and a remote gateway client rebuilds the same ServiceError from the latter.
     body = exc.to_problem()
     body["status"] = status  # RFC 9457: the member repeats the status line; the `type` still says which error
     body["error"] = {
         "message": message,
-        "type": _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
+        "type": upstream_type or _TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error"),
         "param": param,
         "code": exc.extra.get("code") or _CODES.get(exc.status) or exc.slug,
     }
@@ -218,4 +225,6 @@ def root_routes() -> list[BaseRoute]:
             serves=("embeddings", "embed_texts"),
         ),
         _route("GET", "/v1/models", list_models, "Models this tenant may use", response=ModelList),
+        OpenAIRoute("/v1/responses", create_response, method="POST", operation=responses_operation()),
+        messages_route(),
     ]

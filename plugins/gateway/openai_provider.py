@@ -31,6 +31,8 @@ def upstream_body(dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAIProvider:
+    native_n = True  # `n` choices in one call
+
     def __init__(self, http: HttpUpstream) -> None:
         self._http = http
 

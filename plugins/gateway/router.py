@@ -20,7 +20,7 @@ from typing import Any
 from app.breaker import Breaker, CircuitOpen
 from app.errors import ServiceError, UpstreamFailed, error_class_for, with_request_id
 from plugins.gateway.catalog import Deployment, ModelEntry
-from plugins.gateway.wire import ChatProvider, EmbeddingProvider
+from plugins.gateway.wire import ChatProvider, EmbeddingProvider, choices_wanted, fan_out, fan_out_stream
 
 log = logging.getLogger("faas.gateway.router")
 
@@ -47,15 +47,22 @@ def _reason(exc: ServiceError) -> str:
     return f"its provider rejected the request; check {f'`{param}`' if param else 'its parameters'}"
 
 
+# What a tenant may see of an upstream error's extensions: identifiers, never the provider's words. `error_type` is
+# an OpenAI-style error `type` (`invalid_request_error`, `insufficient_quota`...), which the OpenAI routes show.
+PUBLIC_EXTRA = ("upstream_status", "code", "param", "error_type")
+
+
 def public_error(model: str, exc: ServiceError) -> ServiceError:
     """What the tenant sees of a deployment's failure: its class, status and retry hint, a message naming the public
     model and the request id; of its extensions only the provider's status, `code` and `param` survive. Raise it
     `from exc`: the operator's records (the usage ledger) keep the original words (`app.errors.operator_detail`)."""
     log.warning("model %s: %s %s %s", model, exc.slug, exc.detail, exc.extra or "")
-    extra = {k: v for k, v in exc.extra.items() if k in ("upstream_status", "code", "param")}
+    extra = {k: v for k, v in exc.extra.items() if k in PUBLIC_EXTRA}
     retry = {k: v for k, v in exc.headers.items() if k.lower() == "retry-after"}
     cls = error_class_for(exc.type_uri(), exc.status)
-    return cls(with_request_id(f"model {model}: {_reason(exc)}"), extra=extra, headers=retry)
+    # A field the gateway itself refused to translate: its words are the gateway's, and say what to change.
+    reason = exc.detail if exc.extra.get("unsupported") else _reason(exc)
+    return cls(with_request_id(f"model {model}: {reason}"), extra=extra, headers=retry)
 
 
 class Router:
@@ -100,6 +107,23 @@ class Router:
         rest = sorted((d for d in deps if d is not first), key=lambda d: -d.weight)
         return [first, *rest]
 
+    def _native_n(self, dep: Deployment, body: dict[str, Any]) -> bool:
+        return choices_wanted(body) == 1 or bool(getattr(self._chat[dep.provider], "native_n", False))
+
+    async def _one_chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        provider = self._chat[dep.provider]
+        if self._native_n(dep, body):
+            return await provider.chat(dep, body)
+        one = {**body, "n": 1}
+        return await fan_out(lambda: provider.chat(dep, one), choices_wanted(body))
+
+    def _one_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        provider = self._chat[dep.provider]
+        if self._native_n(dep, body):
+            return provider.stream(dep, body)
+        one = {**body, "n": 1}
+        return fan_out_stream([provider.stream(dep, one) for _ in range(choices_wanted(body))])
+
     @staticmethod
     def _exhausted(entry: ModelEntry, errors: list[ServiceError]) -> ServiceError:
         # Every deployment was rate limited: the client should wait, as the last provider said.
@@ -115,7 +139,7 @@ class Router:
         for dep in self.order(entry):
             try:
                 async with self.breaker(dep).guard():
-                    result = await self._chat[dep.provider].chat(dep, body)
+                    result = await self._one_chat(dep, body)
                 return result, dep
             except ServiceError as exc:
                 if not falls_back(exc):
@@ -128,7 +152,7 @@ class Router:
         errors: list[ServiceError] = []
         for dep in self.order(entry):
             breaker = self.breaker(dep)
-            chunks = self._chat[dep.provider].stream(dep, body)
+            chunks = self._one_stream(dep, body)
             try:
                 async with breaker.guard():
                     try:

@@ -23,6 +23,8 @@ from plugins.gateway.vectors import MAX_DIMENSIONS, MAX_INPUTS, MAX_OUTPUT_VALUE
 _NUMERIC = {int, float, int | None, float | None}
 # Counts the database stores (and adds up) as 32/64-bit integers: larger ones are refused, not a 500.
 MAX_INT32 = 2**31 - 1
+# Choices one chat request may ask for (`n`), OpenAI's own limit.
+MAX_CHOICES = 128
 # Messages in one chat request: far more than any context window holds in real turns, few enough that parsing
 # a body of tiny ones stays small (600,000 of them cost +522 MB; validation stops at the limit).
 MAX_MESSAGES = 10_000
@@ -174,7 +176,133 @@ class ChatCompletionIn(Numbers, Bounded, OpenAIBody):
     tools: list[Tool] | None = None
     tool_choice: str | ToolChoice | None = None
     stop: str | list[str] | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
+    n: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CHOICES,
+        description="choices to generate: passed to an OpenAI-compatible provider, made as that many parallel calls "
+        "to another; each choice is metered",
+    )
+    cache: CacheOptions | None = None
+
+
+# ---- Anthropic's Messages API (`POST /v1/messages`) ------------------------------------------------------------
+
+
+class MessageBlock(OpenAIBody):
+    """A content block: `text`, `image`, `document`, `tool_use` or `tool_result` (other types are refused)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    text: str | None = None
+    source: dict[str, Any] | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    is_error: bool | None = Field(default=None, strict=True)
+
+
+class MessageTurn(OpenAIBody):
+    role: Literal["user", "assistant"]
+    content: str | list[MessageBlock]
+
+
+class MessageTool(OpenAIBody):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
+    strict: bool | None = Field(default=None, strict=True)
+
+
+class MessageToolChoice(OpenAIBody):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = Field(default=None, strict=True)
+
+
+class MessagesIn(Numbers, Bounded, OpenAIBody):
+    """`POST /v1/messages` as Anthropic's Messages API defines it, for any chat model of the gateway."""
+
+    model: str = Field(min_length=1, max_length=200)
+    max_tokens: int = Field(ge=1, le=MAX_INT32)
+    messages: list[MessageTurn] = Field(min_length=1, max_length=MAX_MESSAGES)
+    system: str | list[MessageBlock] | None = None
+    stream: bool = Field(default=False, strict=True)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop_sequences: list[str] | None = Field(default=None, max_length=64)
+    tools: list[MessageTool] | None = None
+    tool_choice: MessageToolChoice | None = None
+    metadata: dict[str, Any] | None = None
+    cache: CacheOptions | None = None
+
+
+class MessageOut(BaseModel):
+    """Documents an Anthropic `message` response body."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: dict[str, Any]
+
+
+# ---- OpenAI's Responses API (`POST /v1/responses`, stateless) -------------------------------------------------
+
+
+class ResponseInputPart(OpenAIBody):
+    """`input_text`/`output_text` (text), `input_image` (image_url), `input_file` (file_data, filename)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    text: str | None = None
+    image_url: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class ResponseInputItem(OpenAIBody):
+    """A `message` (role and content), a `function_call` (call_id, name, arguments) or a `function_call_output`
+    (call_id, output)."""
+
+    type: str | None = Field(default=None, max_length=100)
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: str | list[ResponseInputPart] | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: str | list[ResponseInputPart] | None = None
+
+
+class ResponseTool(OpenAIBody):
+    type: str = Field(min_length=1, max_length=100)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = Field(default=None, strict=True)
+
+
+class ResponsesIn(Numbers, Bounded, OpenAIBody):
+    """`POST /v1/responses` as OpenAI's Responses API defines it, stateless: nothing is stored."""
+
+    model: str = Field(min_length=1, max_length=200)
+    input: str | Annotated[list[ResponseInputItem], Field(min_length=1, max_length=MAX_MESSAGES)]
+    instructions: str | None = None
+    tools: list[ResponseTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stream: bool = Field(default=False, strict=True)
+    store: bool | None = Field(default=None, strict=True, description="only false: nothing is stored")
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    user: str | None = None
     cache: CacheOptions | None = None
 
 

@@ -47,6 +47,8 @@ def provider_error(status: int, body: bytes, headers: Mapping[str, str], where: 
     extra: dict[str, Any] = {"upstream_status": status, "upstream": where, **_code_and_param(body)}
     kept: dict[str, str] = {}
     if status == 429:
+        # OpenAI's code for a rate limit, when the provider named none (Anthropic has only its error type).
+        extra.setdefault("code", "rate_limit_exceeded")
         retry_after = headers.get("retry-after")
         if retry_after:
             kept["Retry-After"] = retry_after
@@ -70,13 +72,18 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_.\[\]]{0,63}$")
 
 
 def _code_and_param(body: bytes) -> dict[str, str]:
+    """The identifiers of an OpenAI-style error (`{"error": {"type", "code", "param"}}`; Anthropic's has the `type`),
+    `type` as `error_type`: the OpenAI routes show them as they came, so an SDK user can branch on them."""
     try:
         err = orjson.loads(body).get("error")
     except (orjson.JSONDecodeError, AttributeError):
         return {}
     if not isinstance(err, dict):
         return {}
-    return {k: v for k in ("code", "param") if isinstance(v := err.get(k), str) and _IDENTIFIER.match(v)}
+    out = {k: v for k in ("code", "param") if isinstance(v := err.get(k), str) and _IDENTIFIER.match(v)}
+    if isinstance(kind := err.get("type"), str) and _IDENTIFIER.match(kind):
+        out["error_type"] = kind
+    return out
 
 
 def _message(body: bytes) -> str:

@@ -7,9 +7,10 @@ for reserving a tenant's tokens-per-minute before a call; real usage settles the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from app.codec import dumps
@@ -25,6 +26,73 @@ class ChatProvider(Protocol):
         """OpenAI chunks; the last one carries `usage` (with `choices: []`). Raises before the first chunk
         for a failure that allows a fallback; a failure after it ends the stream."""
         ...
+
+
+def choices_wanted(body: dict[str, Any]) -> int:
+    return int(body.get("n") or 1)
+
+
+async def fan_out(call: Callable[[], Awaitable[dict[str, Any]]], n: int) -> dict[str, Any]:
+    """`n` choices from a provider that makes one per call: `n` parallel calls, their choices numbered in order and
+    their usage added up (each call is paid for, so each is metered)."""
+    results = await asyncio.gather(*(call() for _ in range(n)))
+    choices, prompt, completion_tokens = [], 0, 0
+    for i, r in enumerate(results):
+        for choice in r.get("choices") or ():
+            choices.append({**choice, "index": i})
+        u = r.get("usage") or {}
+        prompt += int(u.get("prompt_tokens") or 0)
+        completion_tokens += int(u.get("completion_tokens") or 0)
+    return {**results[0], "choices": choices, "usage": usage(prompt, completion_tokens)}
+
+
+async def fan_out_stream(streams: list[AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of `len(streams)` parallel streams as one stream of as many choices: each stream's chunks carry its
+    position as their choice `index` and the first stream's id; their usage chunks become one, added up, at the end.
+    A failure of any stream ends the whole one (raised, as a single stream's would be)."""
+    queue: asyncio.Queue[tuple[int, dict[str, Any] | None, BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, stream: AsyncIterator[dict[str, Any]]) -> None:
+        try:
+            async for ch in stream:
+                await queue.put((i, ch, None))
+            await queue.put((i, None, None))
+        except Exception as exc:
+            await queue.put((i, None, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    ended, prompt, completion_tokens = 0, 0, 0
+    first_id: str | None = None
+    last: dict[str, Any] = {}
+    try:
+        while ended < len(streams):
+            i, ch, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if ch is None:
+                ended += 1
+                continue
+            first_id = first_id or str(ch.get("id") or new_id())
+            last = ch
+            if ch.get("usage"):
+                prompt += int(ch["usage"].get("prompt_tokens") or 0)
+                completion_tokens += int(ch["usage"].get("completion_tokens") or 0)
+            if not ch.get("choices"):
+                continue
+            out = dict(ch)
+            out.pop("usage", None)
+            out["id"] = first_id
+            out["choices"] = [{**c, "index": i} for c in ch["choices"]]
+            yield out
+        yield usage_chunk(
+            id=first_id or new_id(), model=str(last.get("model") or ""), usage=usage(prompt, completion_tokens)
+        )
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in streams:
+            await s.aclose()  # type: ignore[attr-defined]
 
 
 class EmbeddingProvider(Protocol):
