@@ -499,7 +499,9 @@ def parser() -> argparse.ArgumentParser:
         sub, "ingest", "upload files or folders to a running server's ingestion service and follow the jobs"
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders walked for known formats")
-    ingest.add_argument("--collection", required=True, help="the rag collection's id or name")
+    ingest.add_argument(
+        "--collection", required=True, default=argparse.SUPPRESS, help="the rag collection's id or name (required)"
+    )
     ingest.add_argument(
         "--url", default=os.environ.get("FAAS_URL", "http://127.0.0.1:8000"), help="the server (or FAAS_URL)"
     )

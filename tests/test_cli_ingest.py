@@ -30,26 +30,26 @@ def test_faas_ingest_uploads_a_folder_follows_the_jobs_and_reports_failures(data
         assert r.status_code == 201, r.text
         env = base_env(FAAS_API_KEY=tenant["api_key"])
 
-        r = run(["ingest", str(folder), "--collection", "kb", "--url", url], env, timeout=120)
-        assert r.returncode == 1, (r.stdout, r.stderr)
-        lines = r.stdout.splitlines()
-        assert any("guide.pdf" in line and "100%" in line and "succeeded" in line for line in lines), r.stdout
-        assert any("notes.md" in line and "succeeded" in line for line in lines), r.stdout
-        assert "photo.png" not in r.stdout
-        assert "2 of 3 documents ingested (0 unchanged), 3 pages, " in r.stdout
+        done = run(["ingest", str(folder), "--collection", "kb", "--url", url], env, timeout=120)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        lines = done.stdout.splitlines()
+        assert any("guide.pdf" in line and "100%" in line and "succeeded" in line for line in lines), done.stdout
+        assert any("notes.md" in line and "succeeded" in line for line in lines), done.stdout
+        assert "photo.png" not in done.stdout
+        assert "2 of 3 documents ingested (0 unchanged), 3 pages, " in done.stdout
         failure = next(line for line in lines if line.startswith("failed: "))
         assert "broken.pdf" in failure and "PDF cannot be opened" in failure
 
         good = [str(folder / "guide.pdf"), str(folder / "sub" / "notes.md")]
-        r = run(["ingest", *good, "--collection", "kb", "--url", url], env, timeout=120)
-        assert r.returncode == 0, (r.stdout, r.stderr)
-        assert "2 of 2 documents ingested" in r.stdout and "0 failed" in r.stdout
+        done = run(["ingest", *good, "--collection", "kb", "--url", url], env, timeout=120)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "2 of 2 documents ingested" in done.stdout and "0 failed" in done.stdout
         docs = httpx.get(f"{url}/api/v1/rag/collections", headers=auth).json()["data"][0]
         assert docs["document_count"] == 2  # sent twice, stored once
 
-        r = run(["ingest", *good, "--collection", "nope", "--url", url], env, timeout=60)
-        assert r.returncode == 2 and "no rag collection" in r.stderr
-        r = run(["ingest", *good, "--collection", "kb", "--url", url], base_env(), timeout=60)
-        assert r.returncode == 2 and "--key" in r.stderr
-        r = run(["ingest", str(tmp_path / "missing"), "--collection", "kb", "--url", url], env, timeout=60)
-        assert r.returncode == 2 and "no such file or folder" in r.stderr
+        done = run(["ingest", *good, "--collection", "nope", "--url", url], env, timeout=60)
+        assert done.returncode == 2 and "no rag collection" in done.stderr
+        done = run(["ingest", *good, "--collection", "kb", "--url", url], base_env(), timeout=60)
+        assert done.returncode == 2 and "--key" in done.stderr
+        done = run(["ingest", str(tmp_path / "missing"), "--collection", "kb", "--url", url], env, timeout=60)
+        assert done.returncode == 2 and "no such file or folder" in done.stderr
