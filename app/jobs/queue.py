@@ -105,6 +105,6 @@ class JobQueue:
         if not changed:
             raise Conflict(
                 f"job {job_id} has already {row.status}: only a queued or running job can be cancelled",
-                extra={"status": row.status},
+                extra={"job_status": row.status},  # `status` is the HTTP status of the problem,
             )
         return public(row)

@@ -68,7 +68,8 @@ async def test_cancel_a_queued_job(idle_api: httpx.AsyncClient, database_url: st
     assert await queue_status(database_url, job["id"]) == "cancelled"  # no worker will ever fetch it
     again = await idle_api.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409
-    assert "already cancelled" in again.json()["detail"] and again.json()["status"] == "cancelled"
+    assert "already cancelled" in again.json()["detail"] and again.json()["job_status"] == "cancelled"
+    assert again.json()["status"] == 409  # the problem's status is the HTTP one
 
 
 async def test_cancel_a_running_job(api: httpx.AsyncClient, database_url: str) -> None:
