@@ -373,7 +373,7 @@ class DirectAgentsService:
         row = await self.runs.request_cancel(tenant_id=tenant_id, agent_id=agent_id, run_id=run_id)
         if row is None:
             ended = await self._run_row(tenant_id, agent_id, run_id)
-            raise Conflict(f"run {run_id} has already ended ({ended.status})", extra={"status": ended.status})
+            raise Conflict(f"run {run_id} has already ended ({ended.status})", extra={"run_status": ended.status})
         if row.job_id is not None:
             try:  # a queued job need not run at all; a running one stops at its next await, not its next step
                 await self._jobs.cancel_job(tenant_id=tenant_id, job_id=row.job_id)
