@@ -75,7 +75,8 @@ class AgentsService(PluginService, Protocol):
         """One run of `request.task` on a fresh thread. Waits for the run to end (completed, stopped by a limit,
         failed or cancelled) unless `request.background`: then it answers at once with the queued run, which a job
         on the core queue carries out (resumed by another worker if this one dies). A repeat with the same
-        `idempotency_key` answers the run the first request made (waiting for it like the first would have)."""
+        `idempotency_key` answers the run the first request made (waiting for it like the first would have);
+        InvalidInput when that key was used for a different request."""
         ...
 
     async def execute_stream(

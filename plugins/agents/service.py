@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -121,6 +122,24 @@ def _thread(row: ThreadRow) -> ThreadSummary:
     )
 
 
+def _request_hash(route: str, text: str, thread_id: str | None, background: bool) -> str:
+    """What a request with an Idempotency-Key asked for: its route, its text, its thread, and whether it runs in
+    the background. (Streaming or not is how the answer is sent, not what is asked: a client whose stream broke
+    may repeat the request without it.)"""
+    return hashlib.sha256(codec.canonical([route, text, thread_id, background])).hexdigest()
+
+
+def _same_request(found: RunRow, fingerprint: str) -> RunRow:
+    """The run an earlier request with this key made, when this request is the same one."""
+    if found.request_hash is not None and found.request_hash != fingerprint:
+        raise InvalidInput(
+            f"this Idempotency-Key was already used for a different request (run {found.id}): "
+            "send a new key for a new request",
+            extra={"run_id": found.id},
+        )
+    return found
+
+
 def sse(event: str, data: Any) -> bytes:
     payload = codec.dump_model(data) if isinstance(data, RunPublic) else codec.dumps(data)
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
@@ -224,6 +243,7 @@ class DirectAgentsService:
 
     async def _start(
         self,
+        route: str,
         tenant_id: str,
         agent_id: str,
         text: str,
@@ -232,12 +252,14 @@ class DirectAgentsService:
         key: str | None,
     ) -> tuple[RunRow, AgentRow, bool]:
         """The new run (queued), or the one an earlier request with the same key made; its agent; whether it is
-        new."""
+        new. A key already used for a different request (another route, text, thread or mode) is refused."""
         agent = await self._agent(tenant_id, agent_id)
+        fingerprint = None
         if key is not None:
+            fingerprint = _request_hash(route, text, thread_id, background)
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
             if found is not None:
-                return found, agent, False
+                return _same_request(found, fingerprint), agent, False
         lease = AgentConfig.model_validate(agent.config).max_seconds + LEASE_MARGIN
         try:
             async with self.db.transaction():
@@ -249,17 +271,18 @@ class DirectAgentsService:
                     background=background,
                     idempotency_key=key,
                     lease_seconds=lease,
+                    request_hash=fingerprint,
                 )
                 if background:
                     job = await self._jobs.enqueue(tenant_id=tenant_id, kind=KIND, payload={"run_id": row.id})
                     await self.runs.set_job(run_id=row.id, job_id=job.id)
                     row = dataclasses.replace(row, job_id=job.id)
         except IdempotencyTaken:
-            assert key is not None
+            assert key is not None and fingerprint is not None
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
             if found is None:
                 raise Conflict("a request with this Idempotency-Key is being processed: retry") from None
-            return found, agent, False
+            return _same_request(found, fingerprint), agent, False
         return row, agent, True
 
     async def _settled(self, row: RunRow, agent: AgentRow) -> RunPublic:
@@ -293,9 +316,16 @@ class DirectAgentsService:
         await self.runs.finish_run(run_id=run_id, status="failed", error="the request running it ended first")
 
     async def _run(
-        self, tenant_id: str, agent_id: str, text: str, thread_id: str | None, background: bool, key: str | None
+        self,
+        route: str,
+        tenant_id: str,
+        agent_id: str,
+        text: str,
+        thread_id: str | None,
+        background: bool,
+        key: str | None,
     ) -> RunPublic:
-        row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, background, key)
+        row, agent, new = await self._start(route, tenant_id, agent_id, text, thread_id, background, key)
         if not new or background:
             return await self._settled(row, agent)
         return await self._wait(row, agent)
@@ -303,19 +333,19 @@ class DirectAgentsService:
     async def execute(
         self, *, tenant_id: str, agent_id: str, request: ExecuteIn, idempotency_key: str | None = None
     ) -> RunPublic:
-        return await self._run(tenant_id, agent_id, request.task, None, request.background, idempotency_key)
+        return await self._run("execute", tenant_id, agent_id, request.task, None, request.background, idempotency_key)
 
     async def chat(
         self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> RunPublic:
         return await self._run(
-            tenant_id, agent_id, request.message, request.thread_id, request.background, idempotency_key
+            "chat", tenant_id, agent_id, request.message, request.thread_id, request.background, idempotency_key
         )
 
     async def _stream(
-        self, tenant_id: str, agent_id: str, text: str, thread_id: str | None, key: str | None
+        self, route: str, tenant_id: str, agent_id: str, text: str, thread_id: str | None, key: str | None
     ) -> AsyncIterator[bytes]:
-        row, agent, new = await self._start(tenant_id, agent_id, text, thread_id, False, key)
+        row, agent, new = await self._start(route, tenant_id, agent_id, text, thread_id, False, key)
         if not new:
             return _once(await self._settled(row, agent))
         return self._events(row, agent)
@@ -353,12 +383,12 @@ class DirectAgentsService:
     async def execute_stream(
         self, *, tenant_id: str, agent_id: str, request: ExecuteIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
-        return await self._stream(tenant_id, agent_id, request.task, None, idempotency_key)
+        return await self._stream("execute", tenant_id, agent_id, request.task, None, idempotency_key)
 
     async def chat_stream(
         self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
-        return await self._stream(tenant_id, agent_id, request.message, request.thread_id, idempotency_key)
+        return await self._stream("chat", tenant_id, agent_id, request.message, request.thread_id, idempotency_key)
 
     async def _run_row(self, tenant_id: str, agent_id: str, run_id: str) -> RunRow:
         row = await self.runs.get_run(tenant_id=tenant_id, run_id=run_id, agent_id=agent_id)

@@ -91,6 +91,7 @@ class RunRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    request_hash: str | None = None  # what the Idempotency-Key was first used for (NULL without a key)
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ class AgentsStore:
         background: bool,
         idempotency_key: str | None,
         lease_seconds: float,
+        request_hash: str | None = None,
     ) -> RunRow:
         """A new run on the thread (a new thread when `thread_id` is None) with the user's message appended, in the
         caller's transaction: `queued` for the job queue when `background`, else `running` (its caller drives it).
@@ -357,9 +359,9 @@ class AgentsStore:
             try:
                 row = await raw.fetchrow(
                     f"INSERT INTO agents_runs (id, tenant_id, agent_id, thread_id, input, background, "
-                    f"idempotency_key, lease_until, status, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                    f"now() + make_interval(secs => $8), CASE WHEN $6 THEN 'queued' ELSE 'running' END, "
-                    f"CASE WHEN $6 THEN NULL ELSE now() END) RETURNING {_RUN}",
+                    f"idempotency_key, lease_until, status, started_at, request_hash) VALUES ($1, $2, $3, $4, $5, "
+                    f"$6, $7, now() + make_interval(secs => $8), CASE WHEN $6 THEN 'queued' ELSE 'running' END, "
+                    f"CASE WHEN $6 THEN NULL ELSE now() END, $9) RETURNING {_RUN}",
                     run_id,
                     tenant_id,
                     agent_id,
@@ -368,6 +370,7 @@ class AgentsStore:
                     background,
                     idempotency_key,
                     lease_seconds,
+                    request_hash,
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "uq_agents_runs_idempotency":

@@ -97,10 +97,27 @@ async def test_idempotency_key_returns_the_same_run(deploy_app: Deployer, script
         assert both[0].json()["run_id"] == both[1].json()["run_id"]
         assert both[1].json()["output"] == "once" and both[1].json()["status"] == "completed"
         assert len(fake.received) == 1
-        again = await api.post(f"{URL}/{aid}/execute", json={"task": "other"}, headers=key)
-        assert again.json()["run_id"] == both[0].json()["run_id"]
+        first = both[0].json()
+        # The same request streamed (a client whose stream broke, asking again) gets the same run, not a second.
+        streamed = await api.post(
+            f"{URL}/{aid}/execute", json={"task": script(answer="once", delay=0.3), "stream": True}, headers=key
+        )
+        assert streamed.status_code == 200 and f'"run_id":"{first["run_id"]}"' in streamed.text.replace(" ", "")
+        assert len(fake.received) == 1
+        # The same key for another request is refused, whatever differs: the text, the route, the mode, the thread.
+        for route, body in [
+            ("execute", {"task": "other"}),
+            ("chat", {"message": script(answer="once", delay=0.3)}),
+            ("execute", {"task": script(answer="once", delay=0.3), "background": True}),
+            ("chat", {"message": script(answer="once", delay=0.3), "thread_id": first["thread_id"]}),
+        ]:
+            again = await api.post(f"{URL}/{aid}/{route}", json=body, headers=key)
+            assert again.status_code == 422, (route, body, again.text)
+            problem = again.json()
+            assert "Idempotency-Key" in problem["detail"] and problem["run_id"] == first["run_id"], problem
+        assert len(fake.received) == 1
         other = await api.post(f"{URL}/{aid}/execute", json={"task": "other"}, headers={"idempotency-key": "order-43"})
-        assert other.json()["run_id"] != both[0].json()["run_id"]
+        assert other.json()["run_id"] != first["run_id"]
 
 
 def _events(text: str) -> list[tuple[str, Any]]:
