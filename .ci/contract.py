@@ -3,7 +3,10 @@
 deployment with every plugin direct and against a front with every plugin remote. Exits non-zero when any run
 reports a failure.
 
-    .venv/bin/python .ci/contract.py [--max-examples N] [--seed N]
+    .venv/bin/python .ci/contract.py [--max-examples N] [--seed N] [-- SCHEMATHESIS-OPTIONS...]
+
+Options after `--` go to every schemathesis run as they are, for example `-- --include-operation-id
+gateway.create_chat_completion` to check one operation while working on it.
 
 CI passes a fixed `--seed` so a run is reproducible (the same inputs fail again on a developer's machine); without
 one each run draws new inputs, which is how to hunt for new failures locally.
@@ -83,8 +86,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, help="passed to schemathesis (its default when absent)")
     parser.add_argument("--seed", type=int, help="schemathesis's random seed (a new one each run when absent)")
+    parser.add_argument("passed", nargs="*", help="schemathesis options, after `--`")
     args = parser.parse_args()
     extra = ["--max-examples", str(args.max_examples)] if args.max_examples else []
+    extra += args.passed
     if args.seed is not None:
         extra += ["--seed", str(args.seed)]
     failed: list[str] = []

@@ -58,15 +58,24 @@ class JobContext:
     _lease: str = field(repr=False)
     _should_stop: Callable[[], bool] = field(repr=False)
     _last_progress: tuple[str | None, int] | None = field(default=None, repr=False)
+    _ended: bool = field(default=False, repr=False)
 
     @property
     def cancelled(self) -> bool:
-        """Cancellation (or a worker shutdown past its grace period) asks this job to stop now."""
-        return self._should_stop()
+        """Cancellation (or a worker shutdown past its grace period) asks this job to stop now. Once true it stays
+        true: a thread still polling it after the handler's task was cancelled (and the job settled) must stop
+        too, though the worker no longer tracks the job."""
+        if not self._ended and self._should_stop():
+            self._ended = True
+        return self._ended
 
     def raise_if_cancelled(self) -> None:
-        if self._should_stop():
+        if self.cancelled:
             raise asyncio.CancelledError
+
+    def end(self) -> None:
+        """The handler has returned or raised: anything it left running (a thread) sees `cancelled` from now."""
+        self._ended = True
 
     async def progress(self, stage: str | None, percent: float) -> None:
         """Report the current stage and percentage (clamped to 0..100): one small UPDATE, skipped if unchanged."""

@@ -184,7 +184,10 @@ class JobRunner:
         started = time.monotonic()
         log.info("job started", extra=extra)
         try:
-            value = await handler(ctx)
+            try:
+                value = await handler(ctx)
+            finally:
+                ctx.end()
             encoded = dumps(value)
             finished = await self.store.finish_job(job_id=row.id, lease=lease, status="succeeded", result=encoded)
         except JobLost:

@@ -42,16 +42,27 @@ _TYPES = {
 _CODES = {401: "invalid_api_key", 403: "permission_denied", 404: "not_found"}
 
 
+# The names pydantic gives the plain members of a union (`content.str`), which are not fields.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
 def _param(loc: list[str]) -> str:
     """A field path as OpenAI writes it (`messages[0].content`), without the names pydantic gives the members of a
-    union (`input.list[constrained-str]` is `input`)."""
+    union (`input.list[constrained-str]` and `input.str` are `input`)."""
     out = ""
     for part in loc:
         if part.isdigit():
             out += f"[{part}]"
-        elif part.isidentifier():
+        elif part.isidentifier() and part not in _UNION_MEMBERS:
             out += f".{part}" if out else part
     return out
+
+
+def _most_specific(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The errors, deepest location first: where a value matches no member of a union, pydantic reports each
+    member, and the one that got furthest (`content[0]: needs a 'text' string`) says what is wrong, where the
+    others (`content: Input should be a valid string`) only say which shape it was not."""
+    return sorted(errors, key=lambda e: -len(e["loc"]))
 
 
 # OpenAI answers 400 for a body that fails validation, where the platform routes answer 422.
@@ -65,6 +76,7 @@ def openai_error(exc: ServiceError) -> Response:
     errors = exc.extra.get("errors")
     if errors:
         # A location is [body|query|path, field, ...]; OpenAI's `param` names the field alone.
+        errors = _most_specific(errors)
         param = _param(errors[0]["loc"][1:]) or None
         details = "; ".join(f"{_param(e['loc'][1:])}: {e['msg']}" for e in errors[:5])
         message = f"{exc.detail}: {details}"

@@ -12,7 +12,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.errors import PayloadTooLarge
 from app.json_limits import json_values
@@ -105,12 +105,32 @@ class ImageURL(OpenAIBody):
     url: str
 
 
+def _needs(kind: str, field: str, value: str = "string") -> dict[str, Any]:
+    """JSON Schema for "a part of this `type` has this field, not null", which the part's validator enforces."""
+    return {
+        "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+        "then": {"properties": {field: {"type": value}}, "required": [field]},
+    }
+
+
 class ContentPart(OpenAIBody):
     """A part of a message's content: `text` for a text part, `image_url` for an image; other types pass through."""
 
     type: str
     text: str | None = None
     image_url: ImageURL | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_needs("text", "text"), _needs("image_url", "image_url", "object")]}
+    )
+
+    @model_validator(mode="after")
+    def _has_its_field(self) -> Self:
+        # A text part without its text would reach a provider as "" (or be refused by it with a vaguer message).
+        if self.type == "text" and self.text is None:
+            raise ValueError("a content part of type 'text' needs a 'text' string")
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("a content part of type 'image_url' needs an 'image_url' object with its 'url'")
+        return self
 
 
 class FunctionCall(OpenAIBody):
@@ -201,6 +221,13 @@ class MessageBlock(OpenAIBody):
     tool_use_id: str | None = None
     content: str | list[dict[str, Any]] | None = None
     is_error: bool | None = Field(default=None, strict=True)
+    model_config = ConfigDict(json_schema_extra={"allOf": [_needs("text", "text")]})
+
+    @model_validator(mode="after")
+    def _has_its_text(self) -> Self:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a content block of type 'text' needs a 'text' string")
+        return self
 
 
 class MessageTurn(OpenAIBody):
@@ -263,6 +290,15 @@ class ResponseInputPart(OpenAIBody):
     image_url: str | None = None
     file_data: str | None = None
     filename: str | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_needs("input_text", "text"), _needs("output_text", "text")]}
+    )
+
+    @model_validator(mode="after")
+    def _has_its_text(self) -> Self:
+        if self.type in ("input_text", "output_text") and self.text is None:
+            raise ValueError(f"a content part of type {self.type!r} needs a 'text' string")
+        return self
 
 
 class ResponseInputItem(OpenAIBody):

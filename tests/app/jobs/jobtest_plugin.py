@@ -105,12 +105,16 @@ SPINS_STOPPED: dict[str, bool] = {}
 
 
 async def spin(ctx: JobContext) -> None:
-    """Blocking work in a thread, which asyncio cannot interrupt: it polls `ctx.cancelled`."""
+    """Blocking work in a thread, which asyncio cannot interrupt: it polls `ctx.cancelled` every `interval`
+    seconds (a slow poll sees it only after the job has been settled as cancelled). It gives up after a minute,
+    so that a broken cancellation fails its test instead of hanging the test run."""
+    interval = float(ctx.job.payload.get("interval", 0.01))
 
     def blocking() -> None:
-        while not ctx.cancelled:
-            time.sleep(0.01)
-        SPINS_STOPPED[ctx.job.id] = True
+        deadline = time.monotonic() + 60
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(interval)
+        SPINS_STOPPED[ctx.job.id] = ctx.cancelled
 
     await ctx.progress("spinning", 5)
     await asyncio.to_thread(blocking)

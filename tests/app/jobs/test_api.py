@@ -84,8 +84,12 @@ async def test_cancel_a_running_job(api: httpx.AsyncClient, database_url: str) -
     assert (await api.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 409
 
 
-async def test_blocking_work_in_a_thread_stops_when_it_sees_the_cancellation(api: httpx.AsyncClient) -> None:
-    job = await start(api, "jobtest.spin")
+@pytest.mark.parametrize("interval", [0.01, 0.5])
+async def test_blocking_work_in_a_thread_stops_when_it_sees_the_cancellation(
+    api: httpx.AsyncClient, interval: float
+) -> None:
+    # Polled every 0.5 s, the thread looks only after the job was settled as cancelled: it must still see it.
+    job = await start(api, "jobtest.spin", interval=interval)
     await reaches(api, job["id"], "running", stage="spinning")
     assert (await api.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 202
     await reaches(api, job["id"], "cancelled")

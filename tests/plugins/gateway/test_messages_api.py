@@ -180,6 +180,9 @@ async def test_errors_are_anthropic_shaped_and_x_api_key_authenticates(setup: Se
         empty = {**body, "messages": [{"role": "user", "content": []}]}
         r = await http.post("/v1/messages", json=empty, headers={"x-api-key": setup.key})
         assert r.status_code == 200 and r.json()["content"] == [{"type": "text", "text": "You said: "}]
+        textless = {**body, "messages": [{"role": "user", "content": [{"type": "text"}]}]}
+        r = await http.post("/v1/messages", json=textless, headers={"x-api-key": setup.key})
+        assert r.status_code == 400 and "'text' string" in r.json()["error"]["message"], r.text
     with pytest.raises(anthropic.NotFoundError):
         await setup.sdk.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError) as err:

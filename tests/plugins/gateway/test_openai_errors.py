@@ -13,8 +13,15 @@ from tests.conftest import Deployer
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
 MODELS = "/v1/models"
+RESPONSES = "/v1/responses"
 USER = [{"role": "user", "content": "hi"}]
 JSON = {"content-type": "application/json"}
+
+
+def parts(kind: str) -> list[dict[str, Any]]:
+    """A user message of one content part of this type, with nothing else in it."""
+    return [{"role": "user", "content": [{"type": kind}]}]
+
 
 # (method, path, keyword arguments of the request, status OpenAI would answer, `param` named, or None)
 CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
@@ -23,6 +30,10 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", CHAT, {"json": {"model": "mock-1", "messages": USER, "temperature": "hot"}}, 400, "temperature"),
     ("POST", CHAT, {"json": {"model": "mock-1", "messages": [{"role": "wizard", "content": "x"}]}}, 400, None),
     ("POST", CHAT, {"json": ["not", "an", "object"]}, 400, None),
+    # A text part without its text is refused, not sent on as "" (nor an image part without its image).
+    ("POST", CHAT, {"json": {"model": "mock-1", "messages": parts("text")}}, 400, "messages[0].content[0]"),
+    ("POST", CHAT, {"json": {"model": "mock-1", "messages": parts("image_url")}}, 400, "messages[0].content[0]"),
+    ("POST", RESPONSES, {"json": {"model": "mock-1", "input": parts("input_text")}}, 400, "input[0].content[0]"),
     ("POST", CHAT, {"content": b"{not json", "headers": JSON}, 400, None),
     ("POST", CHAT, {"content": b"", "headers": JSON}, 400, None),
     ("POST", CHAT, {"content": b"model=mock-1", "headers": {"content-type": "text/plain"}}, 415, None),
