@@ -234,6 +234,7 @@ async def main() -> None:
     ap.add_argument("--litellm", default="/tmp/litellm-venv", help="venv with litellm[proxy]==1.82.6 ('' to skip)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of the gateway")
     ap.add_argument("--py-spy", default="", help="py-spy executable: profile the gateway under load at the end")
+    ap.add_argument("--profile-out", default="", help="keep py-spy's raw stacks in this file (flamegraph input)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from app import migrations
@@ -373,6 +374,8 @@ async def main() -> None:
         per_request_db = await db_cost(db_url, tenant["api_key"])
         if args.py_spy:
             await profile(args.py_spy, gw_url, gw_headers, gw.pid, work, max(6.0, args.seconds))
+            if args.profile_out:
+                Path(args.profile_out).write_text((work / "profile.txt").read_text())
 
     base, base99 = results["upstream alone"]["p50"], results["upstream alone"]["p99"]
     cores = os.cpu_count()
