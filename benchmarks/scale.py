@@ -18,7 +18,7 @@ as `CREATE INDEX` on a loaded table does it: the rows, the index and the lookups
 way they got there is faster. The lookups are timed after that, through `CacheStore.list_nearest` as before.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--semantic-sizes 10000,100000]
-        [--semantic-bulk 1000000]
+        [--semantic-bulk 1000000] [--sweep-rows 200000]
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ async def main() -> None:
         default=0,
         help="seed semantic sizes at or above this by COPY, then build the HNSW index (0: never)",
     )
+    ap.add_argument("--sweep-rows", type=int, default=200_000, help="expired cache entries the sweep is timed on")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     semantic_sizes = [int(x) for x in args.semantic_sizes.split(",") if x]
@@ -126,6 +127,7 @@ async def main() -> None:
             rate = gone / elapsed if elapsed else 0.0
             print(f"retention dropped {gone} rows in {elapsed:.2f} s: {rate:.0f} rows/s", flush=True)
             semantic = await semantic_lookups(db, semantic_sizes, bulk_from=args.semantic_bulk)
+            sweep = await sweep_rate(db, args.sweep_rows)
             await db.disconnect()
         finally:
             stop_embedded(Path(tmp))
@@ -137,6 +139,7 @@ async def main() -> None:
                 "semantic_recall": {k: v["recall"] for k, v in semantic.items()},
                 "usage_report_p50_ms": report_ms,
                 "retention_rows_per_s": round(rate),
+                "sweep_rows_per_s": round(sweep),
             }
         )
     )
@@ -259,6 +262,42 @@ async def semantic_lookups(db: object, sizes: list[int], *, bulk_from: int = 0) 
             f"near-duplicates found {found_hits} of {len(timings['hit'])}"
         )
     return out
+
+
+async def sweep_rate(db: object, rows: int) -> float:
+    """Rows a second the cache sweep deletes from a backlog of `rows` expired key/value entries and `rows // 10`
+    expired semantic rows (beside the live ones already seeded, under the HNSW index), in the sweep's own batches
+    (`PostgresCacheBackend.sweep`, `CacheStore.sweep_semantic`: what `DirectCacheService.sweep` runs each tick)."""
+    from app.db import Database
+    from app.tenancy import TenantStore
+    from plugins.cache.backends import PostgresCacheBackend
+    from plugins.cache.store import CacheStore
+
+    assert isinstance(db, Database)
+    tenant = (await TenantStore(db).insert_tenant(name="sweep-measured"))[0].id
+    await db.execute(
+        "INSERT INTO cache_entries (tenant_id, namespace, key, generation, value, expires_at) "
+        "SELECT :t, 'bench', 'old' || i, 0, '\\x7b7d', now() - interval '1 second' FROM generate_series(1, :n) i",
+        {"t": tenant, "n": rows},
+    )
+    await db.execute(
+        "INSERT INTO cache_semantic (tenant_id, exact_key, match_key, model, prompt, embedding, response, expires_at) "
+        "SELECT :t, 'old' || i, 'm', 'm', 'p', CAST(array_fill(0.1, ARRAY[384]) AS vector), '\\x7b7d', "
+        "now() - interval '1 second' FROM generate_series(1, :n) i",
+        {"t": tenant, "n": rows // 10},
+    )
+    await db.execute("ANALYZE cache_entries")
+    await db.execute("ANALYZE cache_semantic")
+    backend, store = PostgresCacheBackend(db), CacheStore(db)
+    t0 = time.perf_counter()
+    deleted = 0
+    for sweep_some in (backend.sweep, store.sweep_semantic):
+        while (n := await sweep_some(batch=5000)) > 0:
+            deleted += n
+    elapsed = time.perf_counter() - t0
+    assert deleted == rows + rows // 10, deleted
+    print(f"cache sweep deleted {deleted} expired rows in {elapsed:.2f} s: {deleted / elapsed:.0f} rows/s", flush=True)
+    return deleted / elapsed
 
 
 if __name__ == "__main__":
