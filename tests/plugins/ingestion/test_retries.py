@@ -15,12 +15,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.main import create_app
+from app.settings import ConfigError, Settings
+from plugins.ingestion.config import IngestionConfig
 from tests.conftest import INTERNAL_SECRET, make_settings, remote_env, serve_app
 from tests.harness import Deployment
 from tests.lifespan import lifespan
@@ -155,3 +158,15 @@ async def test_a_rag_failing_past_every_retry_fails_the_job_and_the_worker_goes_
         assert [c["text"] for c in found] == ["Herons wait motionless in shallow water."]
         info = (await api.get(f"{RAG}/{coll}")).json()
         assert (info["document_count"], info["chunk_count"]) == (1, 1), info
+
+
+def test_the_retry_waits_are_a_setting() -> None:
+    def load(value: str) -> IngestionConfig:
+        return IngestionConfig.load(Settings.from_env({"FAAS_INGESTION_RETRY_WAITS": value}))
+
+    assert IngestionConfig().waits() == (1.0, 3.0, 9.0)
+    assert load("0.5, 2").waits() == (0.5, 2.0)
+    assert load("0").waits() == (0.0,)
+    for bad in ("soon", "1,,3", "-1", "1,700", ",".join(["1"] * 11)):
+        with pytest.raises(ConfigError, match="FAAS_INGESTION_RETRY_WAITS"):
+            load(bad)
