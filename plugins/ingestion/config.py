@@ -38,6 +38,11 @@ class IngestionConfig(SettingsGroup):
     embed_concurrency: int = Field(
         default=2, ge=1, le=64, description="Embedding calls one job keeps in flight (the local model: one core each)"
     )
+    retry_waits: str = Field(
+        default="1,3,9",
+        description="Pauses in seconds, `a,b,...`, before each retry of a gateway or rag call that failed transiently "
+        "(unavailable, timed out, rate limited); one pause per retry, `0` for one immediate retry",
+    )
 
     @field_validator("fetch_hosts")
     @classmethod
@@ -47,6 +52,21 @@ class IngestionConfig(SettingsGroup):
             if not sep or not name.strip() or not address.strip():
                 raise ValueError("write name=address pairs separated by commas")
         return value
+
+    @field_validator("retry_waits")
+    @classmethod
+    def _waits(cls, value: str) -> str:
+        try:
+            waits = [float(p) for p in value.split(",")]
+        except ValueError:
+            raise ValueError("write seconds separated by commas, e.g. 1,3,9") from None
+        if not 1 <= len(waits) <= 10 or not all(0 <= w <= 600 for w in waits):
+            raise ValueError("write 1 to 10 pauses, each 0 to 600 seconds")
+        return value
+
+    def waits(self) -> tuple[float, ...]:
+        """The pauses before the retries of a transient failure (`retry_waits`)."""
+        return tuple(float(p) for p in self.retry_waits.split(","))
 
     def hosts(self) -> dict[str, str]:
         pairs = (p.strip().partition("=") for p in self.fetch_hosts.split(",") if p.strip())

@@ -2,9 +2,10 @@
 
 Parsing runs in a child process under a time limit (plugins/ingestion/processes.py), chunking in a thread; a
 document that cannot be parsed fails its job with the parser's reason and never takes the worker down. Embeddings
-come from the gateway's interface in batches (the `embedding` stage's percentage), with a few retries on a
-transient failure; the chunks, each with its vector, page and heading path, go to the rag plugin through its
-interface (`add_documents`).
+come from the gateway's interface in batches (the `embedding` stage's percentage), retried after the pauses of
+FAAS_INGESTION_RETRY_WAITS on a transient failure (unavailable, timed out, rate limited; a remote rag's service
+client does not repeat a POST itself); the chunks, each with its vector, page and heading path, go to the rag
+plugin through its interface (`add_documents`), with the same retries.
 
 A document of more chunks than one rag call takes is written as parts `<id>~1`, `<id>~2`, ... and then `<id>`
 itself last: `<id>`'s metadata (`sha256`, `parts`) marks the write complete. Running the job again (its worker
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,20 +32,24 @@ from plugins.rag.interface import RAG, CollectionPublic, DocumentIn
 
 T = TypeVar("T")
 TRANSIENT = (Unavailable, UpstreamTimeout, RateLimited)
-RETRY_WAITS = (1.0, 3.0, 9.0)
 MAX_PARTS = 100  # rag's parts per call
 MAX_VALUES = 60_000  # JSON values per call, well under the body budget of a remote rag (vectors dominate)
 MAX_META_CHARS = 1000
 
 
-async def _retrying(what: Callable[[], Awaitable[T]]) -> T:
-    """`what()`, again after a pause when it fails transiently (gateway or rag unavailable, rate limited)."""
-    for wait in RETRY_WAITS:
+async def _retrying(what: Callable[[], Awaitable[T]], waits: Sequence[float], doing: str) -> T:
+    """`what()`, again after each pause of `waits` when it fails transiently (gateway or rag unavailable, timed
+    out, rate limited); the last failure is raised as its own class, its detail saying what was being done."""
+    for wait in waits:
         try:
             return await what()
         except TRANSIENT:
             await asyncio.sleep(wait)
-    return await what()
+    try:
+        return await what()
+    except TRANSIENT as exc:
+        detail = f"{doing} failed {len(waits) + 1} times, the last time: {exc.detail}"
+        raise type(exc)(detail, extra=exc.extra, headers=exc.headers) from exc
 
 
 def _parse_name(filename: str | None, url: str | None) -> str | None:
@@ -181,7 +186,9 @@ class Ingestion:
                 await _retrying(
                     lambda parts=parts: rag.add_documents(  # type: ignore[misc]
                         tenant_id=self.tenant, collection_id=coll.id, documents=parts
-                    )
+                    ),
+                    self.config.waits(),
+                    f"storing the chunks in the rag collection {coll.id}",
                 )
             await self.ctx.progress("storing", 90 + 9 * (len(groups) - k) / len(groups))
         old_parts = int(previous.get("parts", 1)) if previous is not None else 1
@@ -217,7 +224,9 @@ class Ingestion:
                 self.ctx.raise_if_cancelled()
                 part = texts[i : i + batch]
                 results[i] = await _retrying(
-                    lambda: gateway.embed_texts(tenant_id=self.tenant, texts=part, model=coll.embedding_model)
+                    lambda: gateway.embed_texts(tenant_id=self.tenant, texts=part, model=coll.embedding_model),
+                    self.config.waits(),
+                    f"embedding with the gateway's model {coll.embedding_model!r}",
                 )
                 await self.ctx.progress("embedding", 30 + 60 * len(results) / len(starts))
 
