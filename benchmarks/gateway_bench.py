@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -375,7 +376,7 @@ async def main() -> None:
         if args.py_spy:
             await profile(args.py_spy, gw_url, gw_headers, gw.pid, work, max(6.0, args.seconds))
             if args.profile_out:
-                Path(args.profile_out).write_text((work / "profile.txt").read_text())
+                shutil.copyfile(work / "profile.txt", args.profile_out)
 
     base, base99 = results["upstream alone"]["p50"], results["upstream alone"]["p99"]
     cores = os.cpu_count()
