@@ -120,6 +120,16 @@ def main() -> int:
                     f"Authorization: Bearer {key}",
                     "--checks",
                     "all",
+                    # The stateful check ST302 reads any 404 from an operation reached by a link after a create as
+                    # "created resource not found". This API also answers 404 for a thing the request body names
+                    # that does not exist (a prompt's label or version to render, an agent's thread, an ingestion
+                    # job's collection), naming it: rendering a just-created prompt with a random label is 404
+                    # "prompt 'p' has no label 'x'", which the check cannot tell from the prompt missing. (A switch
+                    # in schemathesis.toml, global or per operation, does not reach the stateful phase in 4.32.)
+                    # That a created resource is readable at once, by every route that names it, each plugin's API
+                    # tests assert.
+                    "--exclude-checks",
+                    "ensure_resource_availability",
                     *extra,
                 ]
                 if subprocess.run(command, cwd=ROOT).returncode != 0:

@@ -6,7 +6,10 @@ builds the index as the migrations do, then asks `CacheStore`'s approximate quer
 vectors at three noise levels and prints, per ef_search, the share whose own original came back first and the p50.
 This is the measurement behind `plugins/cache/store.py`'s EF_SEARCH.
 
-    .venv/bin/python benchmarks/semantic_recall.py [--n 100000] [--ef 40,100,200,400]
+`--index halfvec` builds the index on the vectors cast to halfvec (2 bytes a dimension instead of 4: half the
+index, half the memory a search walks) and orders by that cast, to compare with the full-precision index.
+
+    .venv/bin/python benchmarks/semantic_recall.py [--n 100000] [--ef 40,100,200,400] [--index vector|halfvec]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--ef", default="40,100,200,400")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--index", choices=("vector", "halfvec"), default="vector")
     args = ap.parse_args()
     import asyncpg
     import numpy as np
@@ -63,12 +67,25 @@ async def main() -> None:
                     "expires_at) VALUES ($1, $2, $3, $4, $5, CAST($6 AS vector), '\\x7b7d', now() + interval '1 day')",
                     rows,
                 )
-            await conn.execute("SET maintenance_work_mem = '1GB'")
-            await conn.execute(
-                "CREATE INDEX ix_cache_semantic_hnsw ON cache_semantic USING hnsw (embedding vector_cosine_ops)"
-            )
+            await conn.execute("SET maintenance_work_mem = '4GB'")
+            query = _APPROXIMATE
+            if args.index == "halfvec":
+                half = f"CAST(embedding AS halfvec({EMBEDDING_DIM}))"
+                await conn.execute(f"CREATE INDEX ix_half ON cache_semantic USING hnsw (({half}) halfvec_cosine_ops)")
+                query = _APPROXIMATE.replace(
+                    "ORDER BY embedding <=> CAST($3 AS vector)", f"ORDER BY {half} <=> CAST($3 AS halfvec)"
+                )
+                assert query != _APPROXIMATE
+            else:
+                await conn.execute(
+                    "CREATE INDEX ix_cache_semantic_hnsw ON cache_semantic USING hnsw (embedding vector_cosine_ops)"
+                )
             await conn.execute("ANALYZE cache_semantic")
             print(f"loaded and indexed {args.n} vectors in {time.perf_counter() - t0:.0f} s", flush=True)
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_sort = off")
+                plan = await conn.fetch("EXPLAIN (COSTS OFF) " + query, "mine", "k", vector_literal(vectors[0]), 0.9, 5)
+            print("plan:", "; ".join(r[0].strip() for r in plan if "Scan" in r[0]), flush=True)
             mine = [i for i in range(args.n) if i % 10 != 9]
             for noise in (0.005, 0.01, 0.02):
                 queries = []
@@ -86,7 +103,7 @@ async def main() -> None:
                                 f"set_config('hnsw.ef_search', '{ef}', true), set_config('enable_sort', 'off', true)"
                             )
                             t = time.perf_counter()
-                            rows = await conn.fetch(_APPROXIMATE, "mine", "k", vector_literal(q.tolist()), 0.9, 5)
+                            rows = await conn.fetch(query, "mine", "k", vector_literal(q.tolist()), 0.9, 5)
                             times.append((time.perf_counter() - t) * 1000)
                         found += bool(rows) and rows[0]["prompt"] == f"p{i}"
                     print(

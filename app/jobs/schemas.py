@@ -46,7 +46,9 @@ class JobList(Schema):
 class JobListQuery(PageQuery):
     """`?kind=&status=&limit=&cursor=`: newest first."""
 
-    kind: str | None = Field(default=None, max_length=KIND_MAX, description="Only jobs of this kind")
+    kind: str | None = Field(
+        default=None, max_length=KIND_MAX, pattern=KIND_PATTERN, description="Only jobs of this kind"
+    )
     status: JobStatus | None = Field(default=None, description="Only jobs in this status")
 
 

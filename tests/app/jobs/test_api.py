@@ -141,6 +141,10 @@ async def test_list_filters_and_pages_newest_first(api: httpx.AsyncClient) -> No
     by_status = (await api.get("/api/v1/jobs", params={"status": "failed"})).json()["data"]
     assert [j["id"] for j in by_status] == [failing["id"]]
     assert (await api.get("/api/v1/jobs", params={"status": "lost"})).status_code == 422
+    # A kind no plugin could declare (a NUL, capitals, no plugin prefix) is the query's 422, not a database error.
+    for kind in ("jobtest.a\x00b", "JobTest.add", "add"):
+        r = await api.get("/api/v1/jobs", params={"kind": kind})
+        assert r.status_code == 422 and r.json()["detail"] == "the query string failed validation", (kind, r.text)
 
 
 async def test_enqueue_refuses_an_unknown_kind_and_tenant(database_url: str, tenant: Tenant) -> None:
