@@ -122,11 +122,21 @@ def _thread(row: ThreadRow) -> ThreadSummary:
     )
 
 
-def _request_hash(route: str, text: str, thread_id: str | None, background: bool) -> str:
-    """What a request with an Idempotency-Key asked for: its route, its text, its thread, and whether it runs in
-    the background. (Streaming or not is how the answer is sent, not what is asked: a client whose stream broke
-    may repeat the request without it.)"""
-    return hashlib.sha256(codec.canonical([route, text, thread_id, background])).hexdigest()
+@dataclasses.dataclass(frozen=True)
+class _Ask:
+    """What an execute or chat request asks: its route, its text, its thread (None: a new one), whether it runs in
+    the background, and its Idempotency-Key."""
+
+    route: str
+    text: str
+    thread_id: str | None
+    background: bool
+    key: str | None
+
+    def fingerprint(self) -> str:
+        """The hash a repeat with the same key must match. (Streaming or not is how the answer is sent, not what
+        is asked: a client whose stream broke may repeat the request without it.)"""
+        return hashlib.sha256(codec.canonical([self.route, self.text, self.thread_id, self.background])).hexdigest()
 
 
 def _same_request(found: RunRow, fingerprint: str) -> RunRow:
@@ -241,22 +251,14 @@ class DirectAgentsService:
     async def _public(self, row: RunRow) -> RunPublic:
         return run_public(row, await self.runs.list_steps(run_id=row.id))
 
-    async def _start(
-        self,
-        route: str,
-        tenant_id: str,
-        agent_id: str,
-        text: str,
-        thread_id: str | None,
-        background: bool,
-        key: str | None,
-    ) -> tuple[RunRow, AgentRow, bool]:
+    async def _start(self, tenant_id: str, agent_id: str, ask: _Ask) -> tuple[RunRow, AgentRow, bool]:
         """The new run (queued), or the one an earlier request with the same key made; its agent; whether it is
         new. A key already used for a different request (another route, text, thread or mode) is refused."""
         agent = await self._agent(tenant_id, agent_id)
+        key = ask.key
         fingerprint = None
         if key is not None:
-            fingerprint = _request_hash(route, text, thread_id, background)
+            fingerprint = ask.fingerprint()
             found = await self.runs.find_idempotent(tenant_id=tenant_id, agent_id=agent_id, key=key)
             if found is not None:
                 return _same_request(found, fingerprint), agent, False
@@ -266,14 +268,14 @@ class DirectAgentsService:
                 row = await self.runs.start_run(
                     tenant_id=tenant_id,
                     agent_id=agent_id,
-                    thread_id=thread_id,
-                    text=text,
-                    background=background,
+                    thread_id=ask.thread_id,
+                    text=ask.text,
+                    background=ask.background,
                     idempotency_key=key,
                     lease_seconds=lease,
                     request_hash=fingerprint,
                 )
-                if background:
+                if ask.background:
                     job = await self._jobs.enqueue(tenant_id=tenant_id, kind=KIND, payload={"run_id": row.id})
                     await self.runs.set_job(run_id=row.id, job_id=job.id)
                     row = dataclasses.replace(row, job_id=job.id)
@@ -315,37 +317,26 @@ class DirectAgentsService:
     async def _abandon(self, run_id: str) -> None:
         await self.runs.finish_run(run_id=run_id, status="failed", error="the request running it ended first")
 
-    async def _run(
-        self,
-        route: str,
-        tenant_id: str,
-        agent_id: str,
-        text: str,
-        thread_id: str | None,
-        background: bool,
-        key: str | None,
-    ) -> RunPublic:
-        row, agent, new = await self._start(route, tenant_id, agent_id, text, thread_id, background, key)
-        if not new or background:
+    async def _run(self, tenant_id: str, agent_id: str, ask: _Ask) -> RunPublic:
+        row, agent, new = await self._start(tenant_id, agent_id, ask)
+        if not new or ask.background:
             return await self._settled(row, agent)
         return await self._wait(row, agent)
 
     async def execute(
         self, *, tenant_id: str, agent_id: str, request: ExecuteIn, idempotency_key: str | None = None
     ) -> RunPublic:
-        return await self._run("execute", tenant_id, agent_id, request.task, None, request.background, idempotency_key)
+        ask = _Ask("execute", request.task, None, request.background, idempotency_key)
+        return await self._run(tenant_id, agent_id, ask)
 
     async def chat(
         self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> RunPublic:
-        return await self._run(
-            "chat", tenant_id, agent_id, request.message, request.thread_id, request.background, idempotency_key
-        )
+        ask = _Ask("chat", request.message, request.thread_id, request.background, idempotency_key)
+        return await self._run(tenant_id, agent_id, ask)
 
-    async def _stream(
-        self, route: str, tenant_id: str, agent_id: str, text: str, thread_id: str | None, key: str | None
-    ) -> AsyncIterator[bytes]:
-        row, agent, new = await self._start(route, tenant_id, agent_id, text, thread_id, False, key)
+    async def _stream(self, tenant_id: str, agent_id: str, ask: _Ask) -> AsyncIterator[bytes]:
+        row, agent, new = await self._start(tenant_id, agent_id, ask)
         if not new:
             return _once(await self._settled(row, agent))
         return self._events(row, agent)
@@ -383,12 +374,13 @@ class DirectAgentsService:
     async def execute_stream(
         self, *, tenant_id: str, agent_id: str, request: ExecuteIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
-        return await self._stream("execute", tenant_id, agent_id, request.task, None, idempotency_key)
+        return await self._stream(tenant_id, agent_id, _Ask("execute", request.task, None, False, idempotency_key))
 
     async def chat_stream(
         self, *, tenant_id: str, agent_id: str, request: AgentChatIn, idempotency_key: str | None = None
     ) -> AsyncIterator[bytes]:
-        return await self._stream("chat", tenant_id, agent_id, request.message, request.thread_id, idempotency_key)
+        ask = _Ask("chat", request.message, request.thread_id, False, idempotency_key)
+        return await self._stream(tenant_id, agent_id, ask)
 
     async def _run_row(self, tenant_id: str, agent_id: str, run_id: str) -> RunRow:
         row = await self.runs.get_run(tenant_id=tenant_id, run_id=run_id, agent_id=agent_id)

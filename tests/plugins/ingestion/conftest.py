@@ -3,12 +3,17 @@ remote (in remote mode ingestion and rag run on the serving deployment: uploads 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from app.main import create_app
+from tests.conftest import INTERNAL_SECRET, eventually, make_settings, remote_env
+from tests.harness import Deployment
+from tests.lifespan import lifespan
 
 URL = "/api/v1/ingestion/jobs"
 RAG = "/api/v1/rag/collections"
@@ -68,3 +73,27 @@ async def chunks(api: httpx.AsyncClient, collection_id: str, document_id: str) -
     assert r.status_code == 200, r.text
     found: list[dict[str, Any]] = r.json()["chunks"]
     return found
+
+
+@asynccontextmanager
+async def with_remote_rag(database_url: str, rag_url: str, **env: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A tenant's client of a deployment running ingestion direct (with a job worker) and rag remote at `rag_url`
+    (a deployment started with `INTERNAL_SECRET`, or a proxy in front of one)."""
+    settings = {
+        "FAAS_PLUGINS": "gateway,rag,ingestion",
+        "FAAS_JOBS_WORKER": "on",
+        "FAAS_INTERNAL_SECRET": INTERNAL_SECRET,
+        **env,
+        **remote_env(["rag"], rag_url),
+    }
+    front = create_app(make_settings(database_url, **settings))
+    async with lifespan(front) as manager:
+        state = front.state.lifespan
+        d = Deployment("direct", manager.app, state, state)
+        try:
+            assert d.services.modes["rag"] == "remote" and d.services.modes["ingestion"] == "direct"
+            _, api = await d.api()
+            yield api
+        finally:
+            for c in d._clients:
+                await c.aclose()

@@ -4,41 +4,22 @@ through the rag interface over HTTP, unchanged."""
 from __future__ import annotations
 
 from app.main import create_app
-from tests.conftest import INTERNAL_SECRET, make_settings, remote_env, serve_app
-from tests.harness import Deployment
-from tests.lifespan import lifespan
-from tests.plugins.ingestion.conftest import RAG, chunks, finished, new_collection, upload
+from tests.conftest import INTERNAL_SECRET, make_settings, serve_app
+from tests.plugins.ingestion.conftest import RAG, chunks, finished, new_collection, upload, with_remote_rag
 from tests.plugins.ingestion.documents import pdf
 
 
 async def test_a_remote_rag_receives_the_chunks_with_their_pages(database_url: str) -> None:
-    secret = {"FAAS_INTERNAL_SECRET": INTERNAL_SECRET}
-    rag_app = create_app(make_settings(database_url, FAAS_PLUGINS="gateway,rag", **secret))
-    async with serve_app(rag_app) as rag_url:
-        env = {
-            "FAAS_PLUGINS": "gateway,rag,ingestion",
-            "FAAS_JOBS_WORKER": "on",
-            **secret,
-            **remote_env(["rag"], rag_url),
-        }
-        front = create_app(make_settings(database_url, **env))
-        async with lifespan(front) as manager:
-            state = front.state.lifespan
-            d = Deployment("direct", manager.app, state, state)
-            try:
-                assert d.services.modes["rag"] == "remote" and d.services.modes["ingestion"] == "direct"
-                _, api = await d.api()
-                coll = (await new_collection(api, "manuals"))["id"]
-                [job] = await upload(api, "manuals", ("m.pdf", pdf(["Cover page.", "Owls hunt silently at night."])))
-                done = await finished(api, job["id"])
-                assert done["status"] == "succeeded", done
-                found = await chunks(api, coll, done["result"]["document_id"])
-                assert [(c["page"], c["text"]) for c in found] == [
-                    (1, "Cover page."),
-                    (2, "Owls hunt silently at night."),
-                ]
-                hits = (await api.post(f"{RAG}/{coll}/search", json={"query": "owls at night", "mode": "dense"})).json()
-                assert hits["hits"][0]["page"] == 2
-            finally:
-                for c in d._clients:
-                    await c.aclose()
+    rag_app = create_app(make_settings(database_url, FAAS_PLUGINS="gateway,rag", FAAS_INTERNAL_SECRET=INTERNAL_SECRET))
+    async with serve_app(rag_app) as rag_url, with_remote_rag(database_url, rag_url) as api:
+        coll = (await new_collection(api, "manuals"))["id"]
+        [job] = await upload(api, "manuals", ("m.pdf", pdf(["Cover page.", "Owls hunt silently at night."])))
+        done = await finished(api, job["id"])
+        assert done["status"] == "succeeded", done
+        found = await chunks(api, coll, done["result"]["document_id"])
+        assert [(c["page"], c["text"]) for c in found] == [
+            (1, "Cover page."),
+            (2, "Owls hunt silently at night."),
+        ]
+        hits = (await api.post(f"{RAG}/{coll}/search", json={"query": "owls at night", "mode": "dense"})).json()
+        assert hits["hits"][0]["page"] == 2

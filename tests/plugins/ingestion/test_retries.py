@@ -24,10 +24,8 @@ from starlette.routing import Route
 from app.main import create_app
 from app.settings import ConfigError, Settings
 from plugins.ingestion.config import IngestionConfig
-from tests.conftest import INTERNAL_SECRET, make_settings, remote_env, serve_app
-from tests.harness import Deployment
-from tests.lifespan import lifespan
-from tests.plugins.ingestion.conftest import RAG, chunks, finished, new_collection, upload
+from tests.conftest import INTERNAL_SECRET, make_settings, serve_app
+from tests.plugins.ingestion.conftest import RAG, chunks, finished, new_collection, upload, with_remote_rag
 
 WAIT = 0.3  # each of ingestion's pauses in these tests (FAAS_INGESTION_RETRY_WAITS)
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
@@ -87,24 +85,9 @@ async def behind_proxy(database_url: str, proxy: FlakyProxy) -> AsyncIterator[ht
     routes = [Route("/{path:path}", proxy.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
     async with serve_app(rag_app) as rag_url, serve_app(Starlette(routes=routes)) as proxy_url:
         proxy.upstream, proxy.url = rag_url, proxy_url
-        env = {
-            "FAAS_PLUGINS": "gateway,rag,ingestion",
-            "FAAS_JOBS_WORKER": "on",
-            "FAAS_INGESTION_RETRY_WAITS": ",".join([str(WAIT)] * 3),
-            **secret,
-            **remote_env(["rag"], proxy_url),
-        }
-        front = create_app(make_settings(database_url, **env))
-        async with lifespan(front) as manager:
-            state = front.state.lifespan
-            d = Deployment("direct", manager.app, state, state)
-            try:
-                assert d.services.modes["rag"] == "remote" and d.services.modes["ingestion"] == "direct"
-                _, api = await d.api()
-                yield api
-            finally:
-                for c in d._clients:
-                    await c.aclose()
+        retry_waits = ",".join([str(WAIT)] * 3)
+        async with with_remote_rag(database_url, proxy_url, FAAS_INGESTION_RETRY_WAITS=retry_waits) as api:
+            yield api
 
 
 async def test_a_rag_failing_twice_is_retried_and_every_chunk_is_stored_once(database_url: str) -> None:
