@@ -52,8 +52,12 @@ class ParserProcesses:
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
         main = spawn.get_preparation_data("parser").get("init_main_from_path")
-        if main:  # the forkserver (started on the first parse) inherits the environment: see _forkserver_main
+        # The forkserver (started on the first parse) inherits the environment: see _forkserver_main. Whatever the
+        # variable held before is replaced, so the forkserver imports this process's main script or none.
+        if main:
             os.environ[MAIN_PATH_ENV] = main
+        else:
+            os.environ.pop(MAIN_PATH_ENV, None)
         self._ctx.set_forkserver_preload(PRELOAD)
 
     async def parse(self, data: bytes, *, filename: str | None, content_type: str | None, limit: float) -> Parsed:
