@@ -11,6 +11,10 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.conftest import Deployer
 from tests.plugins.gateway.conftest import Served, content, fake_upstream, served_gateway, write_config
 
+# The weight of the deployment a test expects to be tried first, against 1 for the other: the router picks the first
+# at random by weight, and at 1000 to 1 the other came first about once in a thousand picks, which failed a CI run.
+FIRST = 1e12
+
 
 def _two(tmp_path: Path, a_url: str, b_url: str, **extra: object) -> str:
     return write_config(
@@ -22,7 +26,7 @@ def _two(tmp_path: Path, a_url: str, b_url: str, **extra: object) -> str:
                         "provider": "openai",
                         "model": "a-model",
                         "base_url": f"{a_url}/v1",
-                        "weight": 1000,
+                        "weight": FIRST,
                         "name": "A",
                         **extra,
                     },
@@ -101,7 +105,7 @@ async def test_mid_stream_failure_ends_with_error_not_done(deploy_app: Deployer,
             {
                 "m": {
                     "deployments": [
-                        {"provider": provider, "model": "x", "base_url": base, "weight": 1000},
+                        {"provider": provider, "model": "x", "base_url": base, "weight": FIRST},
                         {"provider": "openai", "model": "y", "base_url": f"{b_url}/v1", "weight": 1},
                     ]
                 }
